@@ -1,0 +1,27 @@
+"""The FastAPI app factory: takes the kiosk's running parts, so tests build it with fakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from kiosk import __version__
+from kiosk.api import events, headcount, health, pages, simulate
+from kiosk.services import KioskServices
+
+STATIC = Path(__file__).parent.parent / "static"
+
+
+def create_app(services: KioskServices) -> FastAPI:
+    app = FastAPI(title="Haolinju Kiosk", version=__version__)
+    app.state.services = services
+    app.include_router(pages.router)
+    app.include_router(headcount.router)
+    app.include_router(health.router)
+    app.include_router(events.router)
+    if services.readers.find("simulated"):
+        app.include_router(simulate.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

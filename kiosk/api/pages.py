@@ -1,0 +1,31 @@
+"""The touchscreen page (server-rendered, updated live by /api/events)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from kiosk.api.deps import ServicesDep
+from kiosk.api.headcount import headcount_json
+from kiosk.headcount import headcount
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
+router = APIRouter(tags=["pages"])
+
+
+@router.get("/", response_class=HTMLResponse)
+def checkin_page(request: Request, services: ServicesDep) -> HTMLResponse:
+    hc = headcount_json(headcount(services.config, services.store, services.now()))
+    last = services.bus.recent("checkin", 1)
+    return TEMPLATES.TemplateResponse(
+        request,
+        "checkin.html",
+        {
+            "site": services.config.site,
+            "hc": hc,
+            "last": last[0].data if last else None,
+        },
+    )

@@ -1,0 +1,143 @@
+"""Composition root: builds a kiosk from its config and runs it as a daemon.
+
+Threads, not processes: one per card reader, uvicorn in its own thread, and the main thread as
+the supervisor that owns the single `stop` event. SIGTERM/SIGINT set it; shutdown then drains
+in order (web server, readers, database) so systemd sees a clean exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+from hardware.card_uid import InvalidUid, normalise
+from hardware.cards import CardReader, CardTap
+from hardware.simulated import SimulatedReader
+from kiosk.api.app import create_app
+from kiosk.checkin import CheckinRequest, CheckinService, Method
+from kiosk.config import KioskConfig, ReaderConfig
+from kiosk.devices import ReaderHub
+from kiosk.events import EventBus
+from kiosk.services import KioskServices
+from models.db import Store
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "kiosk.db"
+SUPERVISOR_TICK_S = 1.0
+
+
+def open_store(data_dir: Path) -> Store:
+    """The kiosk database, migrated to the current schema."""
+    store = Store(data_dir / DB_FILE)
+    store.upgrade_schema()
+    return store
+
+
+def build_reader(cfg: ReaderConfig) -> CardReader:
+    if cfg.kind == "simulated":
+        return SimulatedReader(cfg.name, delivered_as=str(cfg.delivers))
+    from hardware.readers import make_reader  # real readers pull in pyscard, evdev, pyserial
+
+    return make_reader(
+        cfg.kind, name=cfg.name, delivered_as=str(cfg.delivers), device=cfg.device, **cfg.options
+    )
+
+
+def build_services(
+    config: KioskConfig,
+    data_dir: Path,
+    readers: list[tuple[ReaderConfig, CardReader]] | None = None,
+    store: Store | None = None,
+    clock: Callable | None = None,
+) -> KioskServices:
+    store = store or open_store(data_dir)
+    bus = EventBus()
+    if readers is None:
+        readers = [(cfg, build_reader(cfg)) for cfg in config.readers]
+    return KioskServices(
+        config=config,
+        store=store,
+        bus=bus,
+        checkin=CheckinService(config, store, bus, clock=clock),
+        readers=ReaderHub(readers),
+        data_dir=data_dir,
+    )
+
+
+def card_tap_handler(services: KioskServices) -> Callable[[ReaderConfig, CardTap], None]:
+    """What a reader thread calls for each card: normalise the number, then check in."""
+    roster_form = services.config.roster.card_format
+
+    def on_tap(cfg: ReaderConfig, tap: CardTap) -> None:
+        try:
+            uid = normalise(tap.uid, tap.delivered_as, roster_form)
+        except InvalidUid as exc:
+            services.checkin.refuse_invalid_card(tap.uid, cfg.name, str(exc))
+            return
+        result = services.checkin.check_in(
+            CheckinRequest(Method.CARD, service=cfg.service, card_uid=uid, reader=cfg.name)
+        )
+        log.info("card %s on %s: %s %s", uid, cfg.name, result.outcome, result.elder_id or "")
+
+    return on_tap
+
+
+class Daemon:
+    """`kiosk run`: the readers, the web server and the supervisor loop."""
+
+    def __init__(self, services: KioskServices) -> None:
+        self.services = services
+        self.stop = services.stopping
+        app = create_app(services)
+        web = services.config.web
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=web.host,
+                port=web.port,
+                log_config=None,  # keep our logging setup (journald-friendly)
+                timeout_graceful_shutdown=3,
+                lifespan="off",
+            )
+        )
+        self._web_thread = threading.Thread(target=self.server.run, name="web", daemon=True)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        self.stop.set()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.services.readers.start(card_tap_handler(self.services), self.stop)
+        self._web_thread.start()
+        web = self.services.config.web
+        log.info(
+            "kiosk %s serving on http://%s:%d/",
+            self.services.config.device.device_id,
+            web.host,
+            web.port,
+        )
+        while not self.stop.wait(SUPERVISOR_TICK_S):
+            if not self._web_thread.is_alive():
+                log.error("web server stopped unexpectedly (port %d in use?)", web.port)
+                self.stop.set()
+                return self.shutdown(exit_code=1)
+        return self.shutdown()
+
+    def shutdown(self, exit_code: int = 0) -> int:
+        self.stop.set()
+        self.services.bus.publish("status", {"state": "stopping"})  # wakes the SSE streams
+        self.server.should_exit = True
+        self._web_thread.join(timeout=10)
+        self.services.readers.join()
+        self.services.store.close()
+        log.info("kiosk stopped cleanly")
+        return exit_code

@@ -1,0 +1,323 @@
+"""The check-in rules: who may be served what, when, and only once.
+
+`CheckinService.check_in` turns an identified person (card, face or caregiver) into a typed
+`CheckinResult`. An accepted record, its outbox row and its hash-chain link are written in one
+transaction and committed (synchronous=FULL) before the result is returned or published, so
+nothing the elder saw as "签到成功" can be lost. Expected outcomes — duplicate, refused — are
+results, not exceptions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from kiosk.config import KioskConfig
+from kiosk.events import EventBus
+from kiosk.schedule import SLOT_LABELS, SlotWindow, current_or_next, open_slot
+from models.db import Store
+from models.records import append_record
+from models.tables import AuditEvent, Card, Elder, MealRecord
+
+log = logging.getLogger(__name__)
+
+
+class Method(StrEnum):
+    CARD = "card"
+    FACE = "face"
+    CARD_FACE = "card+face"
+    MANUAL = "manual"
+
+
+METHOD_LABELS = {"card": "刷卡", "face": "刷脸", "card+face": "刷卡", "manual": "人工"}
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REFUSED = "refused"
+
+
+class Refusal(StrEnum):
+    INVALID_CARD = "invalid_card"
+    UNKNOWN_CARD = "unknown_card"
+    UNKNOWN_ELDER = "unknown_elder"
+    NOT_ELIGIBLE = "not_eligible"
+    NO_AGREEMENT = "no_agreement"
+    OUTSIDE_HOURS = "outside_hours"
+    STORAGE_FULL = "storage_full"
+    STORAGE_ERROR = "storage_error"
+
+
+# What the elder reads and hears. Short, plain words; the name first so he knows it is his.
+REFUSAL_MESSAGES = {
+    Refusal.INVALID_CARD: "无法识别卡片，请重新刷卡",
+    Refusal.UNKNOWN_CARD: "卡片未登记，请找护理员",
+    Refusal.UNKNOWN_ELDER: "查无此人，请找护理员",
+    Refusal.NOT_ELIGIBLE: "暂不能享受助餐服务，请找护理员",
+    Refusal.NO_AGREEMENT: "尚未签订助餐协议，请找护理员",
+    Refusal.OUTSIDE_HOURS: "现在不是服务时间",
+    Refusal.STORAGE_FULL: "存储空间已满，请联系管理员",
+    Refusal.STORAGE_ERROR: "系统故障，请联系管理员",
+}
+
+
+@dataclass(frozen=True)
+class CheckinRequest:
+    """Who is checking in and how; exactly one of `card_uid` and `elder_id` is set."""
+
+    method: Method
+    service: str = "meal"
+    card_uid: str | None = None  # in the roster's form
+    elder_id: str | None = None
+    reader: str | None = None
+    distance: float | None = None
+    margin: float | None = None
+    liveness: str | None = None
+    flags: frozenset[str] = frozenset()
+    caregiver_id: str | None = None
+    reason: str | None = None  # why a manual check-in
+
+    def __post_init__(self) -> None:
+        if (self.card_uid is None) == (self.elder_id is None):
+            raise ValueError("a check-in names either a card or an elder")
+
+
+@dataclass(frozen=True)
+class CheckinResult:
+    outcome: Outcome
+    message: str  # Chinese, for the screen and the speaker
+    method: Method
+    service: str
+    at: dt.datetime
+    elder_id: str | None = None
+    elder_name: str | None = None
+    slot: str | None = None
+    service_date: dt.date | None = None
+    record_id: str | None = None
+    seq: int | None = None
+    refusal: Refusal | None = None
+    first_at: dt.datetime | None = None  # for a duplicate: when he was served
+    card_uid: str | None = None
+    flags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome is Outcome.ACCEPTED
+
+    def as_event(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("at", "first_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        data["service_date"] = self.service_date.isoformat() if self.service_date else None
+        data["method_label"] = METHOD_LABELS[self.method]
+        return data
+
+
+class CheckinService:
+    def __init__(
+        self,
+        config: KioskConfig,
+        store: Store,
+        bus: EventBus | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.bus = bus
+        self._clock = clock or (lambda: dt.datetime.now(config.site.tz))
+
+    def now(self) -> dt.datetime:
+        return self._clock()
+
+    def check_in(self, req: CheckinRequest) -> CheckinResult:
+        """Apply the rules and, if accepted, durably record the service."""
+        now = self.now()
+        try:
+            with self.store.write() as session:
+                result = self._decide_and_record(session, req, now)
+        except IntegrityError as exc:
+            # The UNIQUE constraint is the last word on "once per slot"; the lookup in
+            # _decide_and_record normally answers first.
+            log.warning("unique constraint refused a second record: %s", exc.orig)
+            result = self._result(req, now, Outcome.DUPLICATE, "您已签到")
+        except OperationalError as exc:
+            result = self._storage_failure(req, now, exc)
+        except SQLAlchemyError as exc:
+            log.exception("check-in could not be stored")
+            result = self._storage_failure(req, now, exc)
+        self._publish(result)
+        return result
+
+    def refuse_invalid_card(self, raw_uid: str, reader: str, problem: str) -> CheckinResult:
+        """A card whose number could not be read or converted; audited, never silent."""
+        now = self.now()
+        req = CheckinRequest(Method.CARD, card_uid=raw_uid, reader=reader)
+        self._audit_safely(now, "invalid_card", {"raw": raw_uid, "reader": reader, "why": problem})
+        result = self._refused(req, now, Refusal.INVALID_CARD)
+        self._publish(result)
+        return result
+
+    # ------------------------------------------------------------------ internals
+
+    def _decide_and_record(
+        self, session: Session, req: CheckinRequest, now: dt.datetime
+    ) -> CheckinResult:
+        elder = self._identify(session, req)
+        if elder is None:
+            refusal = Refusal.UNKNOWN_CARD if req.card_uid else Refusal.UNKNOWN_ELDER
+            self._audit(session, now, refusal, req, None)
+            return self._refused(req, now, refusal)
+
+        window = open_slot(self.config, req.service, now)
+        if window is None:
+            self._audit(session, now, Refusal.OUTSIDE_HOURS, req, elder)
+            return self._refused(req, now, Refusal.OUTSIDE_HOURS, elder, self._hours_hint(now, req))
+        if elder.status != "active":
+            self._audit(session, now, Refusal.NOT_ELIGIBLE, req, elder)
+            return self._refused(req, now, Refusal.NOT_ELIGIBLE, elder)
+        if self.config.site.require_agreement and not elder.agreement_signed:
+            self._audit(session, now, Refusal.NO_AGREEMENT, req, elder)
+            return self._refused(req, now, Refusal.NO_AGREEMENT, elder)
+
+        earlier = session.scalar(
+            select(MealRecord.checked_in_at).where(
+                MealRecord.elder_id == elder.elder_id,
+                MealRecord.service == req.service,
+                MealRecord.service_date == window.service_date,
+                MealRecord.slot == window.slot,
+            )
+        )
+        if earlier is not None:
+            label = SLOT_LABELS.get(window.slot, window.slot)
+            message = f"{elder.name}，您{label}已签到（{earlier.astimezone(now.tzinfo):%H:%M}）"
+            return self._result(
+                req, now, Outcome.DUPLICATE, message, elder, window, first_at=earlier
+            )
+
+        record = append_record(
+            session,
+            device_id=self.config.device.device_id,
+            elder_id=elder.elder_id,
+            service=req.service,
+            slot=window.slot,
+            service_date=window.service_date,
+            checked_in_at=now,
+            method=str(req.method),
+            card_uid=req.card_uid,
+            reader=req.reader,
+            distance=req.distance,
+            margin=req.margin,
+            liveness=req.liveness,
+            flags=",".join(sorted(req.flags)),
+            caregiver_id=req.caregiver_id,
+            reason=req.reason,
+        )
+        welcome = "请用餐" if req.service == "meal" else "助洁登记成功"
+        return self._result(
+            req,
+            now,
+            Outcome.ACCEPTED,
+            f"{elder.name}，签到成功，{welcome}",
+            elder,
+            window,
+            record_id=record.record_id,
+            seq=record.seq,
+        )
+
+    def _identify(self, session: Session, req: CheckinRequest) -> Elder | None:
+        if req.card_uid is not None:
+            return session.scalar(select(Elder).join(Card).where(Card.uid == req.card_uid))
+        return session.get(Elder, req.elder_id)
+
+    def _hours_hint(self, now: dt.datetime, req: CheckinRequest) -> str:
+        window = current_or_next(self.config, req.service, now)
+        base = REFUSAL_MESSAGES[Refusal.OUTSIDE_HOURS]
+        if window is None:
+            return base
+        return f"{base}（{SLOT_LABELS.get(window.slot, window.slot)} {window.hours}）"
+
+    def _result(
+        self,
+        req: CheckinRequest,
+        now: dt.datetime,
+        outcome: Outcome,
+        message: str,
+        elder: Elder | None = None,
+        window: SlotWindow | None = None,
+        **extra: Any,
+    ) -> CheckinResult:
+        return CheckinResult(
+            outcome=outcome,
+            message=message,
+            method=req.method,
+            service=req.service,
+            at=now,
+            elder_id=elder.elder_id if elder else req.elder_id,
+            elder_name=elder.name if elder else None,
+            slot=window.slot if window else None,
+            service_date=window.service_date if window else None,
+            card_uid=req.card_uid,
+            flags=tuple(sorted(req.flags)),
+            **extra,
+        )
+
+    def _refused(
+        self,
+        req: CheckinRequest,
+        now: dt.datetime,
+        refusal: Refusal,
+        elder: Elder | None = None,
+        message: str | None = None,
+    ) -> CheckinResult:
+        text = message or REFUSAL_MESSAGES[refusal]
+        if elder is not None:
+            text = f"{elder.name}，{text}"
+        return self._result(req, now, Outcome.REFUSED, text, elder, refusal=refusal)
+
+    def _storage_failure(
+        self, req: CheckinRequest, now: dt.datetime, exc: SQLAlchemyError
+    ) -> CheckinResult:
+        text = str(getattr(exc, "orig", exc)).lower()
+        full = "full" in text or "no space" in text
+        log.error("check-in refused, storage failed: %s", text)
+        return self._refused(req, now, Refusal.STORAGE_FULL if full else Refusal.STORAGE_ERROR)
+
+    def _audit(
+        self,
+        session: Session,
+        now: dt.datetime,
+        refusal: Refusal,
+        req: CheckinRequest,
+        elder: Elder | None,
+    ) -> None:
+        detail = {
+            "method": str(req.method),
+            "service": req.service,
+            "card_uid": req.card_uid,
+            "elder_id": elder.elder_id if elder else req.elder_id,
+            "reader": req.reader,
+        }
+        session.add(AuditEvent(at=now, kind=str(refusal), detail=json.dumps(detail)))
+        log.info("check-in refused (%s): %s", refusal, detail)
+
+    def _audit_safely(self, now: dt.datetime, kind: str, detail: dict[str, Any]) -> None:
+        log.info("%s: %s", kind, detail)
+        try:
+            with self.store.write() as session:
+                session.add(AuditEvent(at=now, kind=kind, detail=json.dumps(detail)))
+        except SQLAlchemyError:
+            log.exception("could not write audit event %s", kind)
+
+    def _publish(self, result: CheckinResult) -> None:
+        if self.bus is not None:
+            self.bus.publish("checkin", result.as_event())

@@ -1,0 +1,153 @@
+"""The `kiosk` command (also `python -m kiosk`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from kiosk.config import ConfigError, KioskConfig, load_config
+from kiosk.logs import setup_logging
+
+log = logging.getLogger(__name__)
+out = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(
+    help="Haolinju Kiosk: check-in terminal for village meal points.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+roster_app = typer.Typer(help="The roster of elders.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(roster_app, name="roster")
+
+
+class Context:
+    def __init__(self, config_path: Path, data_dir: Path) -> None:
+        self.config_path = config_path
+        self.data_dir = data_dir
+
+    def config(self) -> KioskConfig:
+        """The validated config, or exit 2 with one line per problem."""
+        try:
+            return load_config(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                err.print(str(problem), markup=False, highlight=False)
+            raise typer.Exit(2) from None
+
+
+def _default_data_dir() -> Path:
+    # Under systemd, StateDirectory= sets STATE_DIRECTORY.
+    return Path(os.environ.get("STATE_DIRECTORY", "data"))
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path, typer.Option("--config", envvar="KIOSK_CONFIG", help="config.yaml to use")
+    ] = Path("config.yaml"),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", envvar="KIOSK_DATA_DIR", help="where the database lives"),
+    ] = None,
+) -> None:
+    ctx.obj = Context(config, data_dir or _default_data_dir())
+
+
+@app.command("validate-config")
+def validate_config(
+    ctx: typer.Context,
+    path: Annotated[Path | None, typer.Argument(help="defaults to --config")] = None,
+) -> None:
+    """Check a config file: exit 0 if valid, else 2 with one line per problem."""
+    context: Context = ctx.obj
+    if path is not None:
+        context = Context(path, context.data_dir)
+    config = context.config()
+    out.print(
+        f"{context.config_path}: ok (site {config.site.point_id}, device {config.device.device_id})"
+    )
+
+
+@app.command()
+def run(ctx: typer.Context) -> None:
+    """Run the kiosk daemon (readers, check-in, local web page)."""
+    from kiosk.app import Daemon, build_services
+
+    context: Context = ctx.obj
+    config = context.config()
+    setup_logging(config.logging.level)
+    services = build_services(config, context.data_dir)
+    raise typer.Exit(Daemon(services).run())
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="web port")] = 8080,
+    pace: Annotated[float, typer.Option(help="mean seconds between simulated taps")] = 4.0,
+) -> None:
+    """Run a demo kiosk: seeded roster, simulated reader, temporary data."""
+    from kiosk.demo import run_demo
+
+    context: Context = ctx.obj
+    config = context.config()
+    setup_logging(config.logging.level)
+    with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as tmp:
+        raise typer.Exit(run_demo(config, Path(tmp), port, pace))
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Apply pending database migrations."""
+    from kiosk.app import open_store
+
+    context: Context = ctx.obj
+    store = open_store(context.data_dir)
+    out.print(f"database {store.db_path} at revision {store.schema_revision()}")
+    store.close()
+
+
+@roster_app.command("import")
+def roster_import(
+    ctx: typer.Context, file: Annotated[Path, typer.Argument(help="CSV or XLSX from the county")]
+) -> None:
+    """Import a roster file; a file with any bad row is refused whole."""
+    from kiosk.app import open_store
+    from kiosk.roster_import import RosterError, import_roster
+
+    context: Context = ctx.obj
+    config = context.config()
+    store = open_store(context.data_dir)
+    try:
+        report = import_roster(
+            store, file, config.roster.card_format, dt.datetime.now(config.site.tz)
+        )
+    except RosterError as exc:
+        for problem in exc.problems:
+            err.print(f"{file}: {problem}", markup=False, highlight=False)
+        err.print("nothing was imported", style="bold red")
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    out.print(
+        f"imported {len(report.rows)} elders from {file}: "
+        f"{report.added} new, {report.updated} updated, {report.cards} cards"
+    )
+
+
+def main() -> None:
+    app(prog_name="kiosk")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""config.yaml: pydantic models and a loader whose errors name the key path and YAML line.
+
+A technician reads errors like `config.yaml:14 meal.slots[1].end: must be after start`, one per
+problem, and a bad file never starts a half-configured daemon. Secrets (device token, keys) are
+not part of this file: see `load_secret`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import re
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from hardware.card_uid import UidFormat
+
+SLOT_NAMES = ("breakfast", "lunch", "dinner")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _hhmm(value: Any) -> dt.time:
+    if isinstance(value, dt.time):
+        return value.replace(second=0, microsecond=0)
+    # YAML 1.1 reads an unquoted 11:30 as the sexagesimal integer 690; accept it as minutes.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        return dt.time(value // 60, value % 60)
+    if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
+        hours, minutes = (int(part) for part in value.strip().split(":"))
+        if hours < 24 and minutes < 60:
+            return dt.time(hours, minutes)
+    raise ValueError(f"expected a time of day as HH:MM, got {value!r}")
+
+
+class SlotConfig(Strict):
+    """A serving window: check-ins inside it count for this slot."""
+
+    name: Literal["breakfast", "lunch", "dinner", "day"]
+    start: dt.time
+    end: dt.time
+
+    _parse_times = field_validator("start", "end", mode="before")(_hhmm)
+
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, end: dt.time, info: ValidationInfo) -> dt.time:
+        start = info.data.get("start")
+        if start is not None and end <= start:
+            raise ValueError(f"must be after start ({start:%H:%M})")
+        return end
+
+
+def _slots_do_not_overlap(slots: list[SlotConfig]) -> list[SlotConfig]:
+    names = [s.name for s in slots]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"slot names must be unique; repeated: {', '.join(duplicates)}")
+    ordered = sorted(slots, key=lambda s: s.start)
+    for a, b in itertools.pairwise(ordered):
+        if b.start < a.end:
+            raise ValueError(f"slots {a.name} and {b.name} overlap")
+    return slots
+
+
+Slots = Annotated[list[SlotConfig], AfterValidator(_slots_do_not_overlap)]
+
+
+class MealConfig(Strict):
+    enabled: bool = True
+    slots: Slots = Field(min_length=1)
+
+
+class CleaningConfig(Strict):
+    """助洁 (laundry and cleaning help): one record per elder per window per day."""
+
+    enabled: bool = False
+    slots: Slots = Field(
+        default_factory=lambda: [SlotConfig(name="day", start="08:00", end="18:00")]
+    )  # type: ignore[arg-type]
+
+
+class SiteConfig(Strict):
+    point_id: str = Field(min_length=1, max_length=64)  # 助餐点编号 assigned by the county
+    name: str = Field(min_length=1)  # shown on the screen
+    timezone: str = "Asia/Shanghai"
+    # Refuse elders without a signed three-party 助餐服务协议 (village, elder, guardian).
+    require_agreement: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
+        return value
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class DeviceConfig(Strict):
+    device_id: str = Field(min_length=1, max_length=64)  # as registered with the platform
+
+    @field_validator("device_id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", value):
+            raise ValueError(f"only letters, digits, '.', '_' and '-' are allowed, got {value!r}")
+        return value
+
+
+class WebConfig(Strict):
+    # Loopback by default: the touchscreen is on the same machine, and the API is not for the
+    # village network.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class ReaderConfig(Strict):
+    kind: Literal["simulated", "pcsc", "wedge", "serial"]
+    name: str = Field(default="reader", min_length=1)
+    service: Literal["meal", "cleaning"] = "meal"  # what a tap on this reader records
+    delivers: UidFormat = UidFormat.HEX  # the form the reader sends card numbers in
+    device: str | None = None  # /dev/input/... (wedge) or /dev/ttyUSB0 (serial)
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _device_where_needed(self) -> ReaderConfig:
+        if self.kind in ("wedge", "serial") and not self.device:
+            raise ValueError(f"a {self.kind} reader needs `device` (e.g. /dev/ttyUSB0)")
+        return self
+
+
+class RosterConfig(Strict):
+    card_format: UidFormat = UidFormat.HEX  # the form card numbers take in the county roster
+
+
+class CameraConfig(Strict):
+    enabled: bool = False
+    source: str | int = 0  # device index, /dev/videoN, rtsp://..., or a video file
+
+
+class PlatformConfig(Strict):
+    url: str | None = None  # county platform base URL; None = offline only
+    upload_interval_s: int = Field(default=60, ge=5, le=86400)
+    batch_size: int = Field(default=500, ge=1, le=5000)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value
+
+
+class LoggingConfig(Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class KioskConfig(Strict):
+    site: SiteConfig
+    device: DeviceConfig
+    meal: MealConfig
+    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    readers: list[ReaderConfig] = Field(default_factory=list)
+    roster: RosterConfig = Field(default_factory=RosterConfig)
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    platform: PlatformConfig = Field(default_factory=PlatformConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _reader_names_unique(self) -> KioskConfig:
+        names = [r.name for r in self.readers]
+        if len(names) != len(set(names)):
+            raise ValueError("reader names must be unique")
+        return self
+
+    def slots_for(self, service: str) -> list[SlotConfig]:
+        section = self.meal if service == "meal" else self.cleaning
+        return list(section.slots) if section.enabled else []
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` holds one entry per problem."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    """Map every key path in the YAML document to its 1-based line."""
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, key.value)
+            out[child] = key.start_mark.line + 1
+            _line_index(value, child, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*path, i), out)
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+_FRIENDLY = {
+    "missing": "required key is missing",
+    "extra_forbidden": "unknown key (misspelt, or not valid here)",
+}
+
+
+def _problem_from_error(err: Any, file: str, lines: dict[tuple[Any, ...], int]) -> ConfigProblem:
+    # Drop pydantic's internal loc parts (e.g. function-after[...]) that are not YAML keys.
+    loc = tuple(p for p in err["loc"] if isinstance(p, int) or "[" not in str(p))
+    line = None
+    for depth in range(len(loc), -1, -1):
+        if loc[:depth] in lines:
+            line = lines[loc[:depth]]
+            break
+    message = _FRIENDLY.get(err["type"], err["msg"])
+    message = message.removeprefix("Value error, ")
+    return ConfigProblem(file, line, _format_loc(loc), message)
+
+
+def parse_config(text: str, file: str = "config.yaml") -> KioskConfig:
+    """Validate YAML text; raise ConfigError listing every problem with its line."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigProblem(file, line, "", f"not valid YAML: {reason}")]) from None
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise ConfigError([ConfigProblem(file, 1, "", f"expected a mapping of keys, got {kind}")])
+    lines: dict[tuple[Any, ...], int] = {}
+    _line_index(root, (), lines)
+    try:
+        return KioskConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem_from_error(e, file, lines) for e in exc.errors()]
+        raise ConfigError(problems) from None
+
+
+def load_config(path: Path) -> KioskConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read: {exc}")]) from None
+    return parse_config(text, file=str(path))
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+def load_secret(name: str) -> str | None:
+    """A secret such as `device-token`, never from config.yaml.
+
+    Looked up in the environment (`KIOSK_DEVICE_TOKEN`), then in the systemd credentials
+    directory (`$CREDENTIALS_DIRECTORY/device-token`, from LoadCredential=).
+    """
+    env_name = "KIOSK_" + name.upper().replace("-", "_")
+    if value := os.environ.get(env_name):
+        return value
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        path = Path(cred_dir) / name
+        if path.is_file():
+            return path.read_text(encoding="utf-8").strip()
+    return None

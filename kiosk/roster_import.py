@@ -1,0 +1,278 @@
+"""`kiosk roster import FILE`: the county's roster spreadsheet into the local database.
+
+The county hands rosters out as CSV or XLSX, with English or Chinese headers, in UTF-8 or GBK.
+A file is checked whole before anything is applied: one bad row (its row number and what is
+wrong) and nothing of the file is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pypinyin import Style, lazy_pinyin
+from sqlalchemy import delete, select
+
+from hardware.card_uid import InvalidUid, UidFormat, normalise
+from models.db import Store
+from models.tables import AuditEvent, Card, Elder
+
+# Canonical column -> accepted header spellings (case-insensitive, surrounding space ignored).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "elder_id": ("elder_id", "编号", "老人编号"),
+    "name": ("name", "姓名"),
+    "id_number": ("id_number", "身份证号", "身份证号码"),
+    "card_uid": ("card_uid", "卡号"),
+    "group": ("group", "组别", "村民小组"),
+    "contact_phone": ("contact_phone", "联系电话", "家属电话"),
+    "status": ("status", "状态"),
+    "agreement_signed": ("agreement_signed", "助餐协议", "协议"),
+}
+REQUIRED = ("elder_id", "name", "id_number")
+STATUS_WORDS = {
+    "": "active", "active": "active", "正常": "active",
+    "suspended": "suspended", "暂停": "suspended",
+    "deceased": "deceased", "死亡": "deceased", "已故": "deceased",
+    "moved": "moved", "迁出": "moved",
+}  # fmt: skip
+YES_NO = {
+    "": True, "是": True, "已签": True, "yes": True, "y": True, "1": True, "true": True,
+    "否": False, "未签": False, "no": False, "n": False, "0": False, "false": False,
+}  # fmt: skip
+ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+ID_CHECK = "10X98765432"
+
+
+class RosterError(Exception):
+    """The file was refused; `problems` lists each with its row number."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class RosterRow:
+    elder_id: str
+    name: str
+    id_number_masked: str
+    card_uid: str | None
+    group: str
+    contact_phone: str
+    status: str
+    agreement_signed: bool
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    cards: int = 0
+    rows: list[RosterRow] = field(default_factory=list)
+
+
+def check_id_number(value: str) -> str | None:
+    """Why an 18-digit resident ID number (GB 11643) is invalid, or None if it is valid."""
+    if not re.fullmatch(r"\d{17}[\dX]", value):
+        return "身份证号 must be 18 characters: 17 digits and a digit or X"
+    try:
+        dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+    except ValueError:
+        return "身份证号 holds an impossible birth date"
+    check = ID_CHECK[sum(int(d) * w for d, w in zip(value[:17], ID_WEIGHTS, strict=True)) % 11]
+    if value[17] != check:
+        return "身份证号 check digit is wrong (a typing error?)"
+    return None
+
+
+def mask_id_number(value: str) -> str:
+    """Keep the region (6) and the last 4: enough to tell people apart, useless to a thief."""
+    return value[:6] + "*" * 8 + value[-4:]
+
+
+def _decode(raw: bytes) -> str:
+    for encoding in ("utf-8-sig", "gb18030"):  # gb18030 is a superset of GBK and GB2312
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise RosterError(["file is neither UTF-8 nor GBK text"])
+
+
+def read_table(path: Path) -> list[list[str]]:
+    """The sheet as rows of strings, header first."""
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        from openpyxl import load_workbook
+
+        try:
+            sheet = load_workbook(path, read_only=True, data_only=True).worksheets[0]
+        except Exception as exc:  # openpyxl raises many types for a broken file
+            raise RosterError([f"cannot open spreadsheet: {exc}"]) from None
+        return [
+            ["" if v is None else str(v).strip() for v in row]
+            for row in sheet.iter_rows(values_only=True)
+        ]
+    try:
+        text = _decode(path.read_bytes())
+    except OSError as exc:
+        raise RosterError([f"cannot read file: {exc}"]) from None
+    return [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text))]
+
+
+def _map_header(header: list[str]) -> dict[str, int]:
+    index: dict[str, int] = {}
+    unknown = []
+    for i, title in enumerate(header):
+        key = title.strip().lower()
+        if not key:
+            continue
+        for canonical, spellings in COLUMNS.items():
+            if key in (s.lower() for s in spellings):
+                index[canonical] = i
+                break
+        else:
+            unknown.append(title)
+    missing = [c for c in REQUIRED if c not in index]
+    problems = []
+    if missing:
+        problems.append(
+            "row 1: missing column(s) " + ", ".join(f"{c} ({COLUMNS[c][1]})" for c in missing)
+        )
+    if unknown:
+        problems.append(f"row 1: unknown column(s) {', '.join(unknown)}")
+    if problems:
+        raise RosterError(problems)
+    return index
+
+
+def _check_row(
+    cells: dict[str, str],
+    card_format: UidFormat,
+    seen_ids: dict[str, int],
+    seen_cards: dict[str, int],
+) -> tuple[RosterRow | None, list[str]]:
+    """One row as a RosterRow, or the list of what is wrong with it."""
+    elder_id, name, id_number = cells["elder_id"], cells["name"], cells["id_number"].upper()
+    errors = []
+    if not elder_id:
+        errors.append("编号 (elder_id) is empty")
+    elif elder_id in seen_ids:
+        errors.append(f"编号 {elder_id} repeats row {seen_ids[elder_id]}")
+    if not name:
+        errors.append("姓名 (name) is empty")
+    if why := check_id_number(id_number):
+        errors.append(why)
+    card = None
+    if raw_card := cells["card_uid"]:
+        try:
+            card = normalise(raw_card, card_format, card_format)
+        except InvalidUid as exc:
+            errors.append(f"卡号 {raw_card!r}: {exc}")
+        if card in seen_cards:
+            errors.append(f"卡号 {raw_card} repeats row {seen_cards[card]}")
+    phone = cells["contact_phone"]
+    if phone and not re.fullmatch(r"[\d\s+()-]{5,20}", phone):
+        errors.append(f"联系电话 {phone!r} is not a phone number")
+    status = STATUS_WORDS.get(cells["status"].lower())
+    if status is None:
+        errors.append(f"状态 {cells['status']!r}: use 正常, 暂停, 已故 or 迁出")
+    signed = YES_NO.get(cells["agreement_signed"].lower())
+    if signed is None:
+        errors.append(f"助餐协议 {cells['agreement_signed']!r}: use 是 or 否")
+    if errors or status is None or signed is None:
+        return None, errors
+    masked = mask_id_number(id_number)
+    row = RosterRow(elder_id, name, masked, card, cells["group"], phone, status, signed)
+    return row, []
+
+
+def parse_rows(table: list[list[str]], card_format: UidFormat) -> list[RosterRow]:
+    """Validate every row; raise RosterError with all problems found."""
+    if not any(any(row) for row in table):
+        raise RosterError(["file is empty"])
+    index = _map_header(table[0])
+    problems: list[str] = []
+    parsed: list[RosterRow] = []
+    seen_ids: dict[str, int] = {}
+    seen_cards: dict[str, int] = {}
+    for number, row in enumerate(table[1:], start=2):
+        if not any(row):
+            continue
+        cells = {
+            column: (row[index[column]] if column in index and index[column] < len(row) else "")
+            for column in COLUMNS
+        }
+        parsed_row, errors = _check_row(cells, card_format, seen_ids, seen_cards)
+        if parsed_row is None:
+            problems += [f"row {number}: {e}" for e in errors]
+            continue
+        seen_ids[parsed_row.elder_id] = number
+        if parsed_row.card_uid:
+            seen_cards[parsed_row.card_uid] = number
+        parsed.append(parsed_row)
+    if problems:
+        raise RosterError(problems)
+    return parsed
+
+
+def pinyin_initials(name: str) -> str:
+    return "".join(p[0] for p in lazy_pinyin(name, style=Style.FIRST_LETTER) if p).upper()
+
+
+def apply_rows(
+    store: Store, rows: Iterable[RosterRow], now: dt.datetime, source: str
+) -> ImportReport:
+    """Upsert elders and their cards in one transaction."""
+    report = ImportReport(rows=list(rows))
+    with store.write() as session:
+        for row in report.rows:
+            elder = session.get(Elder, row.elder_id)
+            if elder is None:
+                elder = Elder(elder_id=row.elder_id)
+                session.add(elder)
+                report.added += 1
+            else:
+                report.updated += 1
+            elder.name = row.name
+            elder.id_number_masked = row.id_number_masked
+            elder.group_name = row.group
+            elder.contact_phone = row.contact_phone
+            elder.status = row.status
+            elder.agreement_signed = row.agreement_signed
+            elder.pinyin_initials = pinyin_initials(row.name)
+            elder.updated_at = now
+            if row.card_uid:
+                # A card re-issued to someone else moves with the roster.
+                session.execute(delete(Card).where(Card.uid == row.card_uid))
+                session.flush()
+                session.add(Card(uid=row.card_uid, elder_id=row.elder_id, bound_at=now))
+                report.cards += 1
+        session.add(
+            AuditEvent(
+                at=now,
+                kind="roster_import",
+                detail=json.dumps(
+                    {"source": source, "added": report.added, "updated": report.updated},
+                    ensure_ascii=False,
+                ),
+            )
+        )
+    return report
+
+
+def import_roster(
+    store: Store, path: Path, card_format: UidFormat, now: dt.datetime
+) -> ImportReport:
+    rows = parse_rows(read_table(path), card_format)
+    return apply_rows(store, rows, now, source=path.name)
+
+
+def count_elders(store: Store) -> int:
+    with store.read() as session:
+        return len(session.scalars(select(Elder.elder_id)).all())

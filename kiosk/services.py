@@ -1,0 +1,85 @@
+"""The running parts of a kiosk that the web app and the CLI share, built by kiosk.app."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from kiosk import __version__
+from kiosk.checkin import CheckinService
+from kiosk.config import KioskConfig
+from kiosk.devices import ReaderHub
+from kiosk.events import EventBus
+from models.db import Store
+from models.tables import Outbox
+
+log = logging.getLogger(__name__)
+
+LOW_DISK_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class KioskServices:
+    config: KioskConfig
+    store: Store
+    bus: EventBus
+    checkin: CheckinService
+    readers: ReaderHub
+    data_dir: Path
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def now(self) -> dt.datetime:
+        return self.checkin.now()
+
+    def health(self) -> dict[str, Any]:
+        """The state a technician and the caregiver need, cheap enough to poll every second."""
+        db: dict[str, Any] = {"ok": True, "detail": ""}
+        pending = rejected = None
+        try:
+            with self.store.read() as session:
+                pending = session.scalar(
+                    select(func.count()).select_from(Outbox).where(Outbox.uploaded_at.is_(None))
+                )
+                rejected = session.scalar(
+                    select(func.count())
+                    .select_from(Outbox)
+                    .where(Outbox.rejected_reason.is_not(None))
+                )
+        except SQLAlchemyError as exc:
+            db = {"ok": False, "detail": str(getattr(exc, "orig", exc))}
+        try:
+            free = shutil.disk_usage(self.data_dir).free
+        except OSError:
+            free = None
+        db["free_bytes"] = free
+        readers = {
+            name: {"state": str(s.state), "detail": s.detail}
+            for name, s in self.readers.statuses().items()
+        }
+        problems = []
+        if not db["ok"]:
+            problems.append("数据库不可用")
+        if free is not None and free < LOW_DISK_BYTES:
+            problems.append("存储空间不足")
+        problems += [f"读卡器 {n} 未就绪" for n, r in readers.items() if r["state"] != "ok"]
+        return {
+            "status": "error" if not db["ok"] else ("degraded" if problems else "ok"),
+            "problems": problems,
+            "version": __version__,
+            "device_id": self.config.device.device_id,
+            "point_id": self.config.site.point_id,
+            "time": self.now().isoformat(),
+            "db": db,
+            "readers": readers,
+            "camera": {"state": "disabled" if not self.config.camera.enabled else "unknown"},
+            "queue_depth": pending,
+            "rejected": rejected,
+        }

@@ -1,0 +1,89 @@
+// Live updates for the check-in page: server-sent events, plus a periodic refresh so the page
+// is right even after a long disconnection or a daemon restart (EventSource reconnects itself).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+function hhmm(iso) {
+  return iso ? iso.slice(11, 16) : "";
+}
+
+function renderHeadcount(hc) {
+  $("slot-label").textContent = hc.label || "今日无服务";
+  $("slot-hours").textContent = hc.hours || "";
+  $("slot-state").textContent = hc.open ? "" : "未到服务时间";
+  $("served").textContent = hc.served;
+  const list = $("recent");
+  list.replaceChildren(
+    ...hc.recent.map((r) => {
+      const li = document.createElement("li");
+      for (const [cls, text] of [["name", r.name], ["method", r.method_label], ["time", hhmm(r.at)]]) {
+        const span = document.createElement("span");
+        span.className = cls;
+        span.textContent = text;
+        li.append(span);
+      }
+      return li;
+    }),
+  );
+}
+
+function renderLast(ev) {
+  const box = $("last");
+  box.className = "last outcome-" + ev.outcome;
+  $("last-name").textContent = ev.elder_name || "";
+  $("last-message").textContent = ev.message;
+  $("last-meta").textContent = ev.method_label + " · " + hhmm(ev.at);
+}
+
+async function refreshHeadcount() {
+  try {
+    const resp = await fetch("/api/headcount", { cache: "no-store" });
+    if (resp.ok) renderHeadcount(await resp.json());
+  } catch (e) {
+    /* offline: the banner already says so */
+  }
+}
+
+const STATUS_TEXT = { ok: "正常", degraded: "部分设备异常", error: "故障" };
+
+async function refreshHealth() {
+  try {
+    const resp = await fetch("/api/health", { cache: "no-store" });
+    const h = await resp.json();
+    const el = $("status");
+    el.className = "status status-" + h.status;
+    el.textContent = STATUS_TEXT[h.status] || h.status;
+    el.title = (h.problems || []).join("；");
+  } catch (e) {
+    /* shown by the offline banner */
+  }
+}
+
+function tickClock() {
+  const now = new Date();
+  $("clock").textContent = now.toTimeString().slice(0, 5);
+}
+
+function connect() {
+  const source = new EventSource("/api/events");
+  source.addEventListener("open", () => {
+    $("offline").hidden = true;
+    refreshHeadcount();
+    refreshHealth();
+  });
+  source.addEventListener("error", () => {
+    $("offline").hidden = false;
+  });
+  source.addEventListener("checkin", (msg) => {
+    const ev = JSON.parse(msg.data);
+    renderLast(ev);
+    if (ev.outcome === "accepted") refreshHeadcount();
+  });
+}
+
+tickClock();
+setInterval(tickClock, 10000);
+setInterval(refreshHeadcount, 30000);
+setInterval(refreshHealth, 10000);
+connect();

@@ -1,0 +1,134 @@
+"""SQLAlchemy 2.0 ORM tables of the kiosk's local database.
+
+Times are stored as ISO-8601 text with their UTC offset (`AwareDateTime`): SQLite has no
+time-zone type, and a naive datetime in a subsidy record would be ambiguous evidence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class AwareDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware datetime kept as ISO-8601 text; naive values are refused."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime refused: record times must carry their UTC offset")
+        return value.isoformat(timespec="microseconds")
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> dt.datetime | None:
+        return None if value is None else dt.datetime.fromisoformat(value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Elder(Base):
+    """A person on the county roster (the platform's id is the key)."""
+
+    __tablename__ = "elder"
+
+    elder_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    # Only the masked form (e.g. 142301********1234) is kept: the terminal never needs more.
+    id_number_masked: Mapped[str] = mapped_column(String(32), default="")
+    group_name: Mapped[str] = mapped_column(String(64), default="")  # 村民小组
+    contact_phone: Mapped[str] = mapped_column(String(32), default="")
+    pinyin_initials: Mapped[str] = mapped_column(String(32), default="")
+    # active | suspended | deceased | moved — anything but active is refused a subsidised meal.
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    agreement_signed: Mapped[bool] = mapped_column(Boolean, default=True)  # 助餐服务协议
+    updated_at: Mapped[dt.datetime] = mapped_column(AwareDateTime())
+
+    cards: Mapped[list[Card]] = relationship(back_populates="elder")
+
+
+class Card(Base):
+    """A card bound to an elder; `uid` is in the roster's configured form."""
+
+    __tablename__ = "card"
+
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    elder_id: Mapped[str] = mapped_column(ForeignKey("elder.elder_id"), index=True)
+    bound_at: Mapped[dt.datetime] = mapped_column(AwareDateTime())
+
+    elder: Mapped[Elder] = relationship(back_populates="cards")
+
+
+class MealRecord(Base):
+    """One service delivered (a meal, or 助洁 cleaning): the evidence the subsidy is paid on."""
+
+    __tablename__ = "meal_record"
+    __table_args__ = (
+        UniqueConstraint("elder_id", "service", "service_date", "slot", name="uq_one_per_slot"),
+    )
+
+    record_id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUIDv7
+    seq: Mapped[int] = mapped_column(Integer, unique=True)  # gapless per device, from 1
+    device_id: Mapped[str] = mapped_column(String(64))
+    elder_id: Mapped[str] = mapped_column(ForeignKey("elder.elder_id"), index=True)
+    service: Mapped[str] = mapped_column(String(16))  # meal | cleaning
+    slot: Mapped[str] = mapped_column(String(16))  # breakfast | lunch | dinner | ...
+    service_date: Mapped[dt.date] = mapped_column(Date, index=True)
+    checked_in_at: Mapped[dt.datetime] = mapped_column(AwareDateTime())
+    method: Mapped[str] = mapped_column(String(16))  # card | face | card+face | manual
+    card_uid: Mapped[str | None] = mapped_column(String(32))
+    reader: Mapped[str | None] = mapped_column(String(64))
+    distance: Mapped[float | None] = mapped_column(Float)
+    margin: Mapped[float | None] = mapped_column(Float)
+    liveness: Mapped[str | None] = mapped_column(String(16))
+    flags: Mapped[str] = mapped_column(Text, default="")  # comma-separated, sorted
+    caregiver_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(64))  # why a manual check-in was needed
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    signature: Mapped[str | None] = mapped_column(String(128))  # Ed25519, added by sync/
+
+
+class Outbox(Base):
+    """Upload state of a record; the row lives until the platform has acknowledged it."""
+
+    __tablename__ = "outbox"
+
+    record_id: Mapped[str] = mapped_column(ForeignKey("meal_record.record_id"), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    uploaded_at: Mapped[dt.datetime | None] = mapped_column(AwareDateTime(), index=True)
+    rejected_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEvent(Base):
+    """Things that are not records but must be traceable: unknown cards, refusals, imports."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(AwareDateTime(), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+
+
+def row_to_dict(row: Base) -> dict[str, Any]:
+    return {c.key: getattr(row, c.key) for c in row.__mapper__.column_attrs}
