@@ -1,0 +1,38 @@
+"""Face check-in building blocks: motion gate, detection, encoding, 1:N matching, liveness.
+
+A pure library: nothing here imports the rest of the kiosk. dlib (through face_recognition)
+is imported lazily by detect/encode, so matcher, motion, liveness and guard import without it.
+The measured defaults and their reasons are in docs/face.md.
+"""
+
+from kiosk.face.guard import PresenceGuard
+from kiosk.face.liveness import LivenessCheck, LivenessMode, LivenessState
+from kiosk.face.matcher import (
+    DEFAULT_MIN_MARGIN,
+    DEFAULT_THRESHOLD,
+    Ambiguous,
+    FaceMatcher,
+    Match,
+    MatchResult,
+    NoFace,
+    Unknown,
+    bench_match,
+)
+from kiosk.face.motion import MotionGate
+
+__all__ = [
+    "DEFAULT_MIN_MARGIN",
+    "DEFAULT_THRESHOLD",
+    "Ambiguous",
+    "FaceMatcher",
+    "LivenessCheck",
+    "LivenessMode",
+    "LivenessState",
+    "Match",
+    "MatchResult",
+    "MotionGate",
+    "NoFace",
+    "PresenceGuard",
+    "Unknown",
+    "bench_match",
+]

@@ -1,0 +1,34 @@
+"""128-d face encodings and 68-point landmarks at full resolution.
+
+Encoding uses face_recognition's "small" model: alignment from the 5-point landmark predictor
+(public domain, see docs/face.md) and dlib's ResNet. The 68-point predictor is only needed by
+liveness and carries a non-commercial licence restriction, so it is a separate call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kiosk.face.detect import FaceBox, Image
+
+Landmarks = dict[str, list[tuple[int, int]]]
+
+
+def encode_face(image_rgb: Image, box: FaceBox, num_jitters: int = 1) -> NDArray[np.float32]:
+    """The 128-d encoding of the face in `box` (full-resolution image, RGB)."""
+    import face_recognition
+
+    (encoding,) = face_recognition.face_encodings(
+        image_rgb, known_face_locations=[box.css()], num_jitters=num_jitters, model="small"
+    )
+    return np.asarray(encoding, dtype=np.float32)
+
+
+def face_landmarks_68(image_rgb: Image, box: FaceBox) -> Landmarks:
+    """The 68-point landmarks of one face, grouped as face_recognition names them
+    (left_eye, right_eye, nose_tip, nose_bridge, chin, ...)."""
+    import face_recognition
+
+    (marks,) = face_recognition.face_landmarks(image_rgb, [box.css()], model="large")
+    return marks

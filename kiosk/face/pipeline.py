@@ -1,0 +1,96 @@
+"""One frame through detect -> choose -> encode (-> landmarks), with per-stage timings.
+
+The face worker calls `FacePipeline.analyze_bgr(frame)` on frames that passed the motion gate
+and hands the encoding to `FaceMatcher.match`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from kiosk.face.detect import FaceBox, Image, choose_face, detect_faces
+from kiosk.face.encode import Landmarks, encode_face, face_landmarks_68
+
+# Kiosk defaults for a 640x480 camera with the elder ~0.5-1 m away, where a face is ~90-150 px
+# wide. HOG without upsampling finds faces of ~80 px in the image it sees, so scale 0.75 finds
+# faces from ~100 px at 14 ms (scale 0.5 would need ~160 px, i.e. an elder closer than 0.5 m;
+# full scale costs 23 ms). Faces below min_face_px are people in the background.
+# Timings behind these values: docs/face.md.
+DEFAULT_DETECT_SCALE = 0.75
+DEFAULT_UPSAMPLE = 0
+DEFAULT_MIN_FACE_PX = 80
+
+
+@dataclass
+class StageTimings:
+    """Milliseconds spent per stage for one frame (0 where the stage did not run)."""
+
+    convert_ms: float = 0.0
+    detect_ms: float = 0.0
+    encode_ms: float = 0.0
+    landmarks_ms: float = 0.0
+
+    @property
+    def total_ms(self) -> float:
+        return self.convert_ms + self.detect_ms + self.encode_ms + self.landmarks_ms
+
+
+@dataclass
+class FaceAnalysis:
+    """What one frame yielded. `encoding` is None when no face was usable (see `reason`)."""
+
+    faces: list[FaceBox]
+    chosen: FaceBox | None
+    encoding: NDArray[np.float32] | None
+    landmarks: Landmarks | None = None
+    reason: str = ""
+    timings: StageTimings = field(default_factory=StageTimings)
+
+
+class FacePipeline:
+    def __init__(
+        self,
+        detect_scale: float = DEFAULT_DETECT_SCALE,
+        upsample: int = DEFAULT_UPSAMPLE,
+        min_face_px: int = DEFAULT_MIN_FACE_PX,
+        num_jitters: int = 1,
+        landmarks: bool = False,
+    ) -> None:
+        self.detect_scale = detect_scale
+        self.upsample = upsample
+        self.min_face_px = min_face_px
+        self.num_jitters = num_jitters
+        self.landmarks = landmarks  # only liveness needs the 68-point model
+
+    def analyze_bgr(self, frame_bgr: Image) -> FaceAnalysis:
+        """For OpenCV frames (BGR)."""
+        t0 = time.perf_counter()
+        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        result = self.analyze(rgb)
+        result.timings.convert_ms = (time.perf_counter() - t0) * 1000 - result.timings.total_ms
+        return result
+
+    def analyze(self, image_rgb: Image) -> FaceAnalysis:
+        """For RGB images (face_recognition.load_image_file)."""
+        timings = StageTimings()
+        t0 = time.perf_counter()
+        faces = detect_faces(image_rgb, self.detect_scale, self.upsample)
+        t1 = time.perf_counter()
+        timings.detect_ms = (t1 - t0) * 1000
+        chosen = choose_face(faces, self.min_face_px)
+        if chosen is None:
+            reason = "no face" if not faces else f"face smaller than {self.min_face_px} px"
+            return FaceAnalysis(faces, None, None, reason=reason, timings=timings)
+        encoding = encode_face(image_rgb, chosen, self.num_jitters)
+        t2 = time.perf_counter()
+        timings.encode_ms = (t2 - t1) * 1000
+        marks = None
+        if self.landmarks:
+            marks = face_landmarks_68(image_rgb, chosen)
+            timings.landmarks_ms = (time.perf_counter() - t2) * 1000
+        return FaceAnalysis(faces, chosen, encoding, marks, timings=timings)
