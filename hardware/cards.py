@@ -36,12 +36,15 @@ class CardTap:
 
     `uid` is the card number exactly as the reader delivered it (hex for PC/SC and most
     serial modules, decimal digits for keyboard-wedge readers); converting it to the form the
-    roster uses is the job of one function, not of each reader.
+    roster uses is the job of one function, not of each reader:
+    `hardware.card_uid.normalise(tap.uid, tap.delivered_as, roster_form)`.
+    `delivered_as` is a `hardware.card_uid.UidFormat` value naming the reader's form.
     """
 
     uid: str
     reader: str
     monotonic: float = field(default_factory=time.monotonic)
+    delivered_as: str = "hex"
 
 
 TapCallback = Callable[[CardTap], None]

@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 
 
 class SimulatedReader:
-    def __init__(self, name: str = "simulated") -> None:
+    def __init__(self, name: str = "simulated", delivered_as: str = "hex") -> None:
         self.name = name
+        self.delivered_as = delivered_as
         self._queue: queue.Queue[str] = queue.Queue()
         self._status = ReaderStatus(ReaderState.STOPPED, "not started")
 
@@ -39,7 +40,7 @@ class SimulatedReader:
             except queue.Empty:
                 continue
             try:
-                on_tap(CardTap(uid=uid, reader=self.name))
+                on_tap(CardTap(uid=uid, reader=self.name, delivered_as=self.delivered_as))
             except Exception:  # a failing consumer must not kill the reader thread
                 log.exception("tap handler failed for a card on %s", self.name)
         self._status = ReaderStatus(ReaderState.STOPPED, "stopped")
