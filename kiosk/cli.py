@@ -40,7 +40,7 @@ class Context:
             return load_config(self.config_path)
         except ConfigError as exc:
             for problem in exc.problems:
-                err.print(str(problem), markup=False, highlight=False)
+                typer.echo(str(problem), err=True)
             raise typer.Exit(2) from None
 
 
@@ -134,7 +134,7 @@ def roster_import(
         )
     except RosterError as exc:
         for problem in exc.problems:
-            err.print(f"{file}: {problem}", markup=False, highlight=False)
+            typer.echo(f"{file}: {problem}", err=True)
         err.print("nothing was imported", style="bold red")
         raise typer.Exit(2) from None
     finally:

@@ -151,6 +151,17 @@ class ReaderConfig(Strict):
         return self
 
 
+def _reader_names_unique(readers: list[ReaderConfig]) -> list[ReaderConfig]:
+    names = [r.name for r in readers]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"reader names must be unique; repeated: {', '.join(repeated)}")
+    return readers
+
+
+Readers = Annotated[list[ReaderConfig], AfterValidator(_reader_names_unique)]
+
+
 class RosterConfig(Strict):
     card_format: UidFormat = UidFormat.HEX  # the form card numbers take in the county roster
 
@@ -183,18 +194,11 @@ class KioskConfig(Strict):
     meal: MealConfig
     cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
     web: WebConfig = Field(default_factory=WebConfig)
-    readers: list[ReaderConfig] = Field(default_factory=list)
+    readers: Readers = Field(default_factory=list)
     roster: RosterConfig = Field(default_factory=RosterConfig)
     camera: CameraConfig = Field(default_factory=CameraConfig)
     platform: PlatformConfig = Field(default_factory=PlatformConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
-
-    @model_validator(mode="after")
-    def _reader_names_unique(self) -> KioskConfig:
-        names = [r.name for r in self.readers]
-        if len(names) != len(set(names)):
-            raise ValueError("reader names must be unique")
-        return self
 
     def slots_for(self, service: str) -> list[SlotConfig]:
         section = self.meal if service == "meal" else self.cleaning

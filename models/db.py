@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,10 @@ def make_engine(db_path: Path, *, immediate: bool = False) -> Engine:
     engine = create_engine(
         f"sqlite:///{db_path}",
         connect_args={"check_same_thread": False},
-        pool_pre_ping=False,
+        # The writer needs exactly one connection; readers a few.
+        poolclass=QueuePool,
+        pool_size=1 if immediate else 4,
+        max_overflow=0 if immediate else 4,
     )
     event.listen(engine, "connect", _set_pragmas)
     begin_sql = "BEGIN IMMEDIATE" if immediate else "BEGIN"
