@@ -185,11 +185,14 @@ class SerialReader:
             log.info("%s: %s", self.name, self._status.detail)
             try:
                 self._read_loop(port, on_tap, stop)
+                lost = None
             except (serial.SerialException, OSError) as exc:
-                log.warning("%s: %s lost: %s", self.name, self.port, exc)
-                self._retry(stop, f"{self.port} lost: {exc}")
+                lost = exc
             finally:
                 port.close()
+            if lost is not None:  # retry only after closing, so a replug finds it free
+                log.warning("%s: %s lost: %s", self.name, self.port, lost)
+                self._retry(stop, f"{self.port} lost: {lost}")
         self._status = ReaderStatus(ReaderState.STOPPED, "stopped")
 
     def _retry(self, stop: threading.Event, why: str) -> None:
