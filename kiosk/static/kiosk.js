@@ -60,9 +60,16 @@ async function refreshHealth() {
   }
 }
 
+// The site's time zone, not the browser's: the touchscreen may boot with UTC.
+const clockFormat = new Intl.DateTimeFormat("zh-CN", {
+  timeZone: document.body.dataset.timezone,
+  hour: "2-digit",
+  minute: "2-digit",
+  hour12: false,
+});
+
 function tickClock() {
-  const now = new Date();
-  $("clock").textContent = now.toTimeString().slice(0, 5);
+  $("clock").textContent = clockFormat.format(new Date());
 }
 
 function connect() {
