@@ -36,6 +36,7 @@ from enum import StrEnum
 from functools import reduce
 from operator import xor
 from pathlib import Path
+from typing import TypeVar
 
 import serial
 
@@ -50,6 +51,9 @@ _CARD_TEXT = re.compile(r"[0-9A-F]+")
 _INSIDE_WHITESPACE = re.compile(rb"[\s]")
 
 
+_E = TypeVar("_E", bound=StrEnum)
+
+
 class FrameFormat(StrEnum):
     ASCII_LINE = "ascii_line"
     STX_ETX_HEX = "stx_etx_hex"
@@ -60,12 +64,20 @@ class Checksum(StrEnum):
     NONE = "none"
 
 
+def _choice(enum: type[_E], value: str, what: str) -> _E:
+    try:
+        return enum(value)
+    except ValueError:
+        valid = ", ".join(e.value for e in enum)
+        raise ValueError(f"unknown {what} {value!r}; use one of: {valid}") from None
+
+
 class FrameDecoder:
     """Bytes from the port in, card numbers (uppercase text) out; no I/O, easy to test."""
 
     def __init__(self, frame: str = "ascii_line", checksum: str = "xor") -> None:
-        self.frame = FrameFormat(frame)
-        self.checksum = Checksum(checksum)
+        self.frame = _choice(FrameFormat, frame, "serial frame format")
+        self.checksum = _choice(Checksum, checksum, "serial checksum")
         self._buffer = bytearray()
         self._in_frame = False  # stx_etx_hex: after STX; ascii_line: discarding an overlong line
 
@@ -157,8 +169,8 @@ class SerialReader:
         self.port = port
         self.name = name
         self.baudrate = baudrate
-        self.frame = FrameFormat(frame)
-        self.checksum = Checksum(checksum)
+        self.frame = _choice(FrameFormat, frame, "serial frame format")
+        self.checksum = _choice(Checksum, checksum, "serial checksum")
         self.delivered_as = delivered_as
         self.repeat_holdoff_s = repeat_holdoff_s
         self.read_timeout_s = read_timeout_s
