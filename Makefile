@@ -13,8 +13,9 @@ SHELL := /bin/bash
 #   espeak-ng                      spoken prompts
 #   sqlite3                        for technicians inspecting the database
 #   python3-pip                    to bootstrap uv where it is missing
+#   postgresql                     the reference county platform's database in tests
 APT_PACKAGES := pcscd libpcsclite-dev swig vsmartcard-vpcd pcsc-tools chromium fonts-noto-cjk \
-	espeak-ng sqlite3 python3-pip
+	espeak-ng sqlite3 python3-pip postgresql
 
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=

@@ -16,8 +16,9 @@ from pathlib import Path
 from hardware.simulated import SimulatedReader, tap_at_human_pace
 from kiosk.app import Daemon, build_services
 from kiosk.config import KioskConfig, ReaderConfig, SlotConfig
-from kiosk.roster_import import RosterRow, apply_rows, mask_id_number
+from kiosk.roster_import import mask_id_number
 from kiosk.schedule import open_slot
+from models.roster import RosterRow, apply_rows
 
 log = logging.getLogger(__name__)
 

@@ -10,18 +10,15 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from pypinyin import Style, lazy_pinyin
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from hardware.card_uid import InvalidUid, UidFormat, normalise
 from models.db import Store
-from models.tables import AuditEvent, Card, Elder
+from models.roster import ImportReport, RosterRow, apply_rows
+from models.tables import Elder
 
 # Canonical column -> accepted header spellings (case-insensitive, surrounding space ignored).
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -55,26 +52,6 @@ class RosterError(Exception):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
-
-
-@dataclass(frozen=True)
-class RosterRow:
-    elder_id: str
-    name: str
-    id_number_masked: str
-    card_uid: str | None
-    group: str
-    contact_phone: str
-    status: str
-    agreement_signed: bool
-
-
-@dataclass
-class ImportReport:
-    added: int = 0
-    updated: int = 0
-    cards: int = 0
-    rows: list[RosterRow] = field(default_factory=list)
 
 
 def check_id_number(value: str) -> str | None:
@@ -219,51 +196,6 @@ def parse_rows(table: list[list[str]], card_format: UidFormat) -> list[RosterRow
     if problems:
         raise RosterError(problems)
     return parsed
-
-
-def pinyin_initials(name: str) -> str:
-    return "".join(p[0] for p in lazy_pinyin(name, style=Style.FIRST_LETTER) if p).upper()
-
-
-def apply_rows(
-    store: Store, rows: Iterable[RosterRow], now: dt.datetime, source: str
-) -> ImportReport:
-    """Upsert elders and their cards in one transaction."""
-    report = ImportReport(rows=list(rows))
-    with store.write() as session:
-        for row in report.rows:
-            elder = session.get(Elder, row.elder_id)
-            if elder is None:
-                elder = Elder(elder_id=row.elder_id)
-                session.add(elder)
-                report.added += 1
-            else:
-                report.updated += 1
-            elder.name = row.name
-            elder.id_number_masked = row.id_number_masked
-            elder.group_name = row.group
-            elder.contact_phone = row.contact_phone
-            elder.status = row.status
-            elder.agreement_signed = row.agreement_signed
-            elder.pinyin_initials = pinyin_initials(row.name)
-            elder.updated_at = now
-            if row.card_uid:
-                # A card re-issued to someone else moves with the roster.
-                session.execute(delete(Card).where(Card.uid == row.card_uid))
-                session.flush()
-                session.add(Card(uid=row.card_uid, elder_id=row.elder_id, bound_at=now))
-                report.cards += 1
-        session.add(
-            AuditEvent(
-                at=now,
-                kind="roster_import",
-                detail=json.dumps(
-                    {"source": source, "added": report.added, "updated": report.updated},
-                    ensure_ascii=False,
-                ),
-            )
-        )
-    return report
 
 
 def import_roster(

@@ -12,9 +12,9 @@ import pytest
 from hardware.simulated import SimulatedReader
 from kiosk.app import build_services, open_store
 from kiosk.config import KioskConfig, ReaderConfig, parse_config
-from kiosk.roster_import import RosterRow, apply_rows
 from kiosk.services import KioskServices
 from models.db import Store
+from models.roster import RosterRow, apply_rows
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
 REPO = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from kiosk.app import open_store
-from kiosk.roster_import import apply_rows
+from models.roster import apply_rows
 from tests.conftest import REPO, elder_row
 
 pytestmark = pytest.mark.slow

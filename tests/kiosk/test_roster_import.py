@@ -12,8 +12,9 @@ from openpyxl import Workbook
 from sqlalchemy import select
 
 from hardware.card_uid import UidFormat
-from kiosk.roster_import import RosterError, check_id_number, import_roster, pinyin_initials
+from kiosk.roster_import import RosterError, check_id_number, import_roster
 from models.db import Store
+from models.roster import pinyin_initials
 from models.tables import AuditEvent, Card, Elder
 from tests.conftest import REPO, TZ
 
