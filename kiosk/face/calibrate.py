@@ -230,7 +230,7 @@ def report(probes: Sequence[Probe], clip: ClipFrames | None = None) -> list[str]
         + " |",
         "|---|" + "---|" * (len(MARGINS) + (1 if clip else 0)),
     ]
-    for t in THRESHOLDS:
+    for t in sorted({*THRESHOLDS, DEFAULT_THRESHOLD}):
         cells = []
         for m in MARGINS:
             r = evaluate(probes, t, m)
