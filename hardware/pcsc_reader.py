@@ -170,6 +170,8 @@ class PcscReader:
         self._backoff = Backoff(retry_initial_s, retry_max_s)
         self._status = ReaderStatus(ReaderState.STOPPED, "not started")
         self._watched: dict[str, _Watch] = {}
+        self._pnp_state = scard.SCARD_STATE_UNAWARE
+        self._use_pnp = True
         self.last_card_error = ""
 
     # -- the CardReader protocol -----------------------------------------------------------
@@ -207,31 +209,45 @@ class PcscReader:
         try:
             self._relist(context)
             self._backoff.reset()
-            pnp_state = scard.SCARD_STATE_UNAWARE
+            self._pnp_state = scard.SCARD_STATE_UNAWARE
+            self._use_pnp = True
             timeout_ms = max(1, int(self.wait_timeout_s * 1000))
             while not stop.is_set():
-                query = [(PNP_READER, pnp_state)]
+                query = [(PNP_READER, self._pnp_state)] if self._use_pnp else []
                 query += [(r, w.state) for r, w in self._watched.items()]
+                if not query:  # no PnP support and no reader: look again after a while
+                    stop.wait(self.wait_timeout_s)
+                    self._relist(context)
+                    continue
                 hresult, events = scard.SCardGetStatusChange(context, timeout_ms, query)
-                if hresult in (scard.SCARD_E_TIMEOUT, scard.SCARD_E_CANCELLED):
-                    continue
-                if hresult in _READERS_CHANGED:
+                if hresult == scard.SCARD_E_TIMEOUT and not self._use_pnp:
+                    self._relist(context)  # without PnP, reader arrival is only seen by listing
+                elif hresult in _READERS_CHANGED:
                     self._relist(context)
-                    continue
-                if hresult != scard.SCARD_S_SUCCESS:
+                elif hresult == scard.SCARD_S_SUCCESS:
+                    if self._dispatch(context, events, on_tap):
+                        self._relist(context)
+                elif hresult not in (scard.SCARD_E_TIMEOUT, scard.SCARD_E_CANCELLED):
                     raise PcscServiceError("SCardGetStatusChange", hresult)
-                relist = False
-                for reader, event, _atr in events:
-                    if reader == PNP_READER:
-                        relist |= bool(event & scard.SCARD_STATE_CHANGED)
-                        pnp_state = event & ~scard.SCARD_STATE_CHANGED
-                    elif reader in self._watched:
-                        relist |= self._on_event(context, reader, event, on_tap)
-                if relist:
-                    self._relist(context)
         finally:
             self._watched.clear()
             scard.SCardReleaseContext(context)
+
+    def _dispatch(self, context: int, events: list, on_tap: TapCallback) -> bool:
+        """Act on SCardGetStatusChange results; True if the reader list must be read again."""
+        relist = False
+        for reader, event, _atr in events:
+            if reader == PNP_READER:
+                if event & scard.SCARD_STATE_UNKNOWN:
+                    # A PC/SC stack without PnP notification would answer at once, every
+                    # time: drop it rather than spin.
+                    log.info("%s: no PnP notification; listing readers instead", self.name)
+                    self._use_pnp = False
+                relist |= bool(event & scard.SCARD_STATE_CHANGED)
+                self._pnp_state = event & ~scard.SCARD_STATE_CHANGED
+            elif reader in self._watched:
+                relist |= self._on_event(context, reader, event, on_tap)
+        return relist
 
     def _relist(self, context: int) -> None:
         """Re-read the reader list after a PnP event; keep what we know of kept readers."""
