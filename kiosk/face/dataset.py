@@ -44,15 +44,13 @@ CLIP = "short_hamilton_clip.mp4"  # Lin-Manuel Miranda (matches lin-manuel-miran
 
 def find_face_data(explicit: str | Path | None = None) -> Path | None:
     """The face data folder, or None where it is absent."""
-    candidates = [explicit] if explicit else []
-    if os.environ.get(ENV_VAR):
-        candidates.append(os.environ[ENV_VAR])
-    candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "faces")
-    for candidate in candidates:
-        path = Path(candidate)  # type: ignore[arg-type]
-        if (path / "train").is_dir():
-            return path
-    return None
+    if explicit:  # an explicit folder that is wrong is an error, not a reason to look elsewhere
+        candidates = [Path(explicit)]
+    else:
+        candidates = [Path(__file__).resolve().parents[2].parent / "shared" / "faces"]
+        if os.environ.get(ENV_VAR):
+            candidates.insert(0, Path(os.environ[ENV_VAR]))
+    return next((path for path in candidates if (path / "train").is_dir()), None)
 
 
 @dataclass(frozen=True)

@@ -164,9 +164,7 @@ def test_empty_and_tiny_faces_give_no_encoding(face_data: Path) -> None:
     assert "smaller than 150 px" in tiny.reason
 
 
-def test_a_still_photo_shown_as_video_fails_blink_liveness(
-    face_data: Path, photo_pipeline: FacePipeline
-) -> None:
+def test_a_still_photo_shown_as_video_fails_blink_liveness(face_data: Path) -> None:
     """The issue's spoof case: the same frame repeated, through real 68-point landmarks."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
