@@ -61,7 +61,7 @@ class Refusal(StrEnum):
 # What the elder reads and hears. Short, plain words; the name first so he knows it is his.
 REFUSAL_MESSAGES = {
     Refusal.INVALID_CARD: "无法识别卡片，请重新刷卡",
-    Refusal.UNKNOWN_CARD: "卡片未登记，请找护理员",
+    Refusal.UNKNOWN_CARD: "未登记的卡，请找护理员",
     Refusal.UNKNOWN_ELDER: "查无此人，请找护理员",
     Refusal.NOT_ELIGIBLE: "暂不能享受助餐服务，请找护理员",
     Refusal.NO_AGREEMENT: "尚未签订助餐协议，请找护理员",

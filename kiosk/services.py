@@ -24,6 +24,8 @@ from models.tables import Outbox
 log = logging.getLogger(__name__)
 
 LOW_DISK_BYTES = 64 * 1024 * 1024
+# What the caregiver reads on the screen for a reader that is not ready.
+READER_PROBLEMS = {"absent": "读卡器未连接", "error": "读卡器故障"}
 
 
 @dataclass
@@ -69,7 +71,11 @@ class KioskServices:
             problems.append("数据库不可用")
         if free is not None and free < LOW_DISK_BYTES:
             problems.append("存储空间不足")
-        problems += [f"读卡器 {n} 未就绪" for n, r in readers.items() if r["state"] != "ok"]
+        problems += [
+            f"{READER_PROBLEMS.get(r['state'], '读卡器未就绪')}（{name}）"
+            for name, r in readers.items()
+            if r["state"] != "ok"
+        ]
         return {
             "status": "error" if not db["ok"] else ("degraded" if problems else "ok"),
             "problems": problems,

@@ -54,7 +54,10 @@ async function refreshHealth() {
     const el = $("status");
     el.className = "status status-" + h.status;
     el.textContent = STATUS_TEXT[h.status] || h.status;
-    el.title = (h.problems || []).join("；");
+    const problems = h.problems || [];
+    el.title = problems.join("；");
+    $("problems").textContent = problems.join("；");
+    $("problems").hidden = problems.length === 0;
   } catch (e) {
     /* shown by the offline banner */
   }

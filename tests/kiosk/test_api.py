@@ -62,7 +62,7 @@ def test_health_reports_db_readers_and_queue(client: TestClient, services: Kiosk
     assert body["queue_depth"] == 1
     assert body["readers"]["desk"]["state"] == "stopped"  # not started in this test
     assert body["status"] == "degraded"
-    assert body["problems"] == ["读卡器 desk 未就绪"]
+    assert body["problems"] == ["读卡器未就绪（desk）"]
 
 
 class UnreadableStore(Store):

@@ -105,7 +105,7 @@ def test_unknown_card_is_refused_and_audited(services: KioskServices) -> None:
 
     assert result.outcome is Outcome.REFUSED
     assert result.refusal is Refusal.UNKNOWN_CARD
-    assert result.message == "卡片未登记，请找护理员"
+    assert result.message == "未登记的卡，请找护理员"
     with services.store.read() as s:
         events = s.scalars(select(AuditEvent).where(AuditEvent.kind == "unknown_card")).all()
         assert [json.loads(e.detail)["card_uid"] for e in events] == ["DEADBEEF"]
