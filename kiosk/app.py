@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
 from hardware.card_uid import InvalidUid, normalise
 from hardware.cards import CardReader, CardTap
@@ -24,6 +26,7 @@ from kiosk.checkin import CheckinRequest, CheckinService, Method
 from kiosk.config import KioskConfig, ReaderConfig
 from kiosk.devices import ReaderHub
 from kiosk.events import EventBus
+from kiosk.sdnotify import Notifier
 from kiosk.services import KioskServices
 from models.db import Store
 
@@ -108,6 +111,10 @@ class Daemon:
             )
         )
         self._web_thread = threading.Thread(target=self.server.run, name="web", daemon=True)
+        self.notifier = Notifier()
+        # Feed the watchdog well inside its interval (systemd sets WATCHDOG_USEC).
+        wd = self.notifier.watchdog_s
+        self._tick_s = min(SUPERVISOR_TICK_S, wd / 4) if wd else SUPERVISOR_TICK_S
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
@@ -119,21 +126,52 @@ class Daemon:
         self.services.readers.start(card_tap_handler(self.services), self.stop)
         self._web_thread.start()
         web = self.services.config.web
-        log.info(
-            "kiosk %s serving on http://%s:%d/",
-            self.services.config.device.device_id,
-            web.host,
-            web.port,
-        )
-        while not self.stop.wait(SUPERVISOR_TICK_S):
-            if not self._web_thread.is_alive():
-                log.error("web server stopped unexpectedly (port %d in use?)", web.port)
-                self.stop.set()
-                return self.shutdown(exit_code=1)
+        if not self._wait_for_web():
+            log.error("web server did not start (port %d in use?)", web.port)
+            return self.shutdown(exit_code=1)
+        url = f"http://{web.host}:{web.port}/"
+        log.info("kiosk %s serving on %s", self.services.config.device.device_id, url)
+        self.notifier.ready(f"serving on {url}")
+        while not self.stop.wait(self._tick_s):
+            problem = self.self_check()
+            if problem is None:
+                # Only a loop that just proved the daemon healthy may feed the watchdog: a
+                # stuck database or a dead thread stops the pings and systemd restarts us.
+                self.notifier.watchdog()
+            else:
+                log.error("self-check failed, not feeding the watchdog: %s", problem)
+                if not self._web_thread.is_alive():
+                    return self.shutdown(exit_code=1)
         return self.shutdown()
+
+    def _wait_for_web(self, timeout_s: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self._web_thread.is_alive() or time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def self_check(self) -> str | None:
+        """Why the daemon is unhealthy, or None. Runs on the main loop every tick."""
+        if not self._web_thread.is_alive():
+            return "web server thread stopped"
+        dead = [
+            s.config.name
+            for s in self.services.readers.slots
+            if not s.thread or not s.thread.is_alive()
+        ]
+        if dead:
+            return f"reader thread(s) stopped: {', '.join(dead)}"
+        try:
+            self.services.store.write_probe()
+        except SQLAlchemyError as exc:
+            return f"database not writable: {getattr(exc, 'orig', exc)}"
+        return None
 
     def shutdown(self, exit_code: int = 0) -> int:
         self.stop.set()
+        self.notifier.stopping()
         self.services.bus.publish("status", {"state": "stopping"})  # wakes the SSE streams
         self.server.should_exit = True
         self._web_thread.join(timeout=10)

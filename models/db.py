@@ -96,6 +96,16 @@ class Store:
         with self._reader.connect() as conn:
             conn.execute(text("SELECT 1"))
 
+    def write_probe(self) -> None:
+        """Raise unless the write lock can be taken (busy_timeout bounds the wait).
+
+        A stuck database — another process holding the lock, a hung disk — fails here, which
+        is what the watchdog needs to know; reads under WAL would still succeed.
+        """
+        with self._write_lock, self._writer.connect() as conn:
+            conn.execute(text("SELECT 1"))  # runs inside BEGIN IMMEDIATE
+            conn.rollback()
+
     def integrity_check(self) -> str:
         with self._reader.connect() as conn:
             return str(conn.execute(text("PRAGMA integrity_check")).scalar())

@@ -140,7 +140,7 @@ def test_port_in_use_is_a_clear_failure(tmp_path: Path) -> None:
             cwd=REPO, capture_output=True, text=True, timeout=30,
         )  # fmt: skip
     assert proc.returncode == 1
-    assert f"web server stopped unexpectedly (port {port} in use?)" in proc.stderr
+    assert f"web server did not start (port {port} in use?)" in proc.stderr
 
 
 def test_bad_config_never_starts_a_daemon(tmp_path: Path) -> None:
