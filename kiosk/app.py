@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hardware.card_uid import InvalidUid, normalise
 from hardware.cards import CardReader, CardTap
-from hardware.simulated import SimulatedReader
+from hardware.readers import make_reader
 from kiosk.api.app import create_app
 from kiosk.checkin import CheckinRequest, CheckinService, Method
 from kiosk.config import KioskConfig, ReaderConfig
@@ -44,13 +44,8 @@ def open_store(data_dir: Path) -> Store:
 
 
 def build_reader(cfg: ReaderConfig) -> CardReader:
-    if cfg.kind == "simulated":
-        return SimulatedReader(cfg.name, delivered_as=str(cfg.delivers))
-    from hardware.readers import make_reader  # real readers pull in pyscard, evdev, pyserial
-
-    return make_reader(
-        cfg.kind, name=cfg.name, delivered_as=str(cfg.delivers), device=cfg.device, **cfg.options
-    )
+    # Constructors only store settings; devices are opened (and retried) in the reader thread.
+    return make_reader(cfg.kind, **cfg.reader_params())
 
 
 def build_services(

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from hardware.card_uid import UidFormat
+from hardware.readers import reader_parameters
 
 SLOT_NAMES = ("breakfast", "lunch", "dinner")
 
@@ -136,11 +137,17 @@ class WebConfig(Strict):
     port: int = Field(default=8080, ge=1, le=65535)
 
 
+# Set from the reader entry itself, not from `options`.
+RESERVED_READER_PARAMS = {"name", "delivered_as", "device", "port"}
+
+
 class ReaderConfig(Strict):
     kind: Literal["simulated", "pcsc", "wedge", "serial"]
     name: str = Field(default="reader", min_length=1)
     service: Literal["meal", "cleaning"] = "meal"  # what a tap on this reader records
-    delivers: UidFormat = UidFormat.HEX  # the form the reader sends card numbers in
+    # The form the reader sends card numbers in; None = the reader kind's usual form
+    # (PC/SC: hex as read; wedge: dec10; serial: hex).
+    delivers: UidFormat | None = None
     device: str | None = None  # /dev/input/... (wedge) or /dev/ttyUSB0 (serial)
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
@@ -148,7 +155,27 @@ class ReaderConfig(Strict):
     def _device_where_needed(self) -> ReaderConfig:
         if self.kind in ("wedge", "serial") and not self.device:
             raise ValueError(f"a {self.kind} reader needs `device` (e.g. /dev/ttyUSB0)")
+        if self.kind == "pcsc" and self.delivers not in (None, UidFormat.HEX):
+            raise ValueError("a pcsc reader always delivers the UID as read (hex)")
+        allowed = set(reader_parameters(self.kind)) - RESERVED_READER_PARAMS
+        unknown = sorted(set(self.options) - allowed)
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {', '.join(unknown)} for a {self.kind} reader; "
+                f"allowed: {', '.join(sorted(allowed)) or 'none'}"
+            )
         return self
+
+    def reader_params(self) -> dict[str, object]:
+        """Keyword arguments for `hardware.readers.make_reader`."""
+        params: dict[str, object] = {"name": self.name, **self.options}
+        if self.delivers is not None:
+            params["delivered_as"] = str(self.delivers)
+        if self.kind == "wedge":
+            params["device"] = self.device
+        elif self.kind == "serial":
+            params["port"] = self.device
+        return params
 
 
 def _reader_names_unique(readers: list[ReaderConfig]) -> list[ReaderConfig]:

@@ -170,3 +170,29 @@ def test_validate_config_command_exit_codes(tmp_path: Path) -> None:
     missing = run_cli("--config", str(tmp_path / "nope.yaml"), "validate-config")
     assert missing.returncode == 2
     assert "cannot read" in missing.stderr
+
+
+def test_reader_options_are_checked_against_the_reader_kind() -> None:
+    text = BASE_CONFIG + "  - {kind: serial, name: door, device: /dev/ttyS0, options: {baud: 9600}}\n"
+    assert problems(text) == [
+        "config.yaml:16 readers[1]: unknown option(s) baud for a serial reader; allowed: "
+        "baudrate, checksum, frame, read_timeout_s, repeat_holdoff_s, retry_initial_s, retry_max_s"
+    ]
+    good = parse_config(
+        BASE_CONFIG + "  - {kind: serial, name: door, device: /dev/ttyS0, options: {baudrate: 115200}}\n"
+    )
+    assert good.readers[1].reader_params() == {"name": "door", "baudrate": 115200, "port": "/dev/ttyS0"}
+
+
+def test_every_reader_kind_builds_from_config_without_touching_devices() -> None:
+    from kiosk.app import build_reader
+
+    config = parse_config(
+        BASE_CONFIG
+        + "  - {kind: pcsc, name: nfc}\n"
+        + "  - {kind: wedge, name: usb, device: /dev/input/nonexistent, delivers: dec10}\n"
+        + "  - {kind: serial, name: rs485, device: /dev/nonexistent, options: {frame: stx_etx_hex}}\n"
+    )
+    readers = {cfg.name: build_reader(cfg) for cfg in config.readers}
+    assert sorted(readers) == ["desk", "nfc", "rs485", "usb"]
+    assert all(r.name == name for name, r in readers.items())
