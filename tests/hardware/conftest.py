@@ -136,7 +136,10 @@ class Pcscd:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
-        wait_until(_socket_alive, 10, 0.05)
+        wait_until(lambda: _socket_alive() or self._proc.poll() is not None, 10, 0.05)
+        if self._proc.poll() is not None:
+            log_tail = self.log_path.read_text(errors="replace")[-2000:]
+            pytest.fail(f"pcscd exited with {self._proc.returncode}:\n{log_tail}")
         if readers:
             wait_until(lambda: READER_0 in _reader_names(), 10, 0.05)
 
