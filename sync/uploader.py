@@ -1,0 +1,238 @@
+"""Draining the outbox to the platform, exactly once.
+
+Exactly-once is the product of three things:
+- the platform is idempotent by record_id (a resend is a "duplicate", never a second record);
+- a row is marked uploaded only in the write transaction that applies the platform's answer,
+  so a lost answer, a dropped link or a power cut leaves it pending and it is simply resent;
+- nothing is deleted here: a rejected record stays, with the platform's reason, and is not
+  resent (it shows in `kiosk sync --status` and in health).
+
+Signing: a record is signed with the device key when it is first put into a batch (the
+signature column is outside the hash chain and the guard triggers allow setting it). Signing at
+upload keeps key handling out of the check-in path; the tamper evidence does not depend on when
+the signature is made, because the hash it signs covers the content and the previous hash, and
+signed checkpoints commit to the chain head every round.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+
+from models.db import Store
+from models.tables import AuditEvent, MealRecord, Outbox
+from sync.client import PlatformClient, PlatformError
+from sync.signing import DeviceKey
+from sync.wire import BatchResult, RecordBatch, WireRecord
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (records done this round, records pending at start)
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What one upload round did; `error` is set when it stopped on a failure."""
+
+    batches: int = 0
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    bytes_sent: int = 0
+    pending_left: int = 0
+    error: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def pending_count(store: Store) -> int:
+    with store.read() as session:
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(Outbox)
+                .where(Outbox.uploaded_at.is_(None), Outbox.rejected_reason.is_(None))
+            )
+            or 0
+        )
+
+
+class Uploader:
+    def __init__(
+        self,
+        store: Store,
+        client: PlatformClient,
+        key: DeviceKey,
+        device_id: str,
+        *,
+        batch_size: int = 500,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.key = key
+        self.device_id = device_id
+        self.batch_size = batch_size
+        self.clock = clock
+
+    def run_round(self, progress: Progress | None = None) -> RoundResult:
+        """Send batches until the outbox is drained or a batch fails."""
+        total = pending_count(self.store)
+        done = batches = accepted = duplicate = rejected = sent_bytes = 0
+        seen: set[str] = set()
+        while True:
+            records = self._next_batch(exclude=seen)
+            if not records:
+                break
+            seen.update(r.record_id for r in records)
+            outcome = self._send(records)
+            if isinstance(outcome, PlatformError):
+                return RoundResult(
+                    batches, accepted, duplicate, rejected, sent_bytes,
+                    pending_count(self.store), str(outcome), outcome.retry_after,
+                )  # fmt: skip
+            result, size = outcome
+            batches += 1
+            accepted += len(result.accepted)
+            duplicate += len(result.duplicate)
+            rejected += len(result.rejected)
+            sent_bytes += size
+            done += len(records)
+            if progress:
+                progress(done, max(total, done))
+        return RoundResult(
+            batches, accepted, duplicate, rejected, sent_bytes, pending_count(self.store)
+        )
+
+    # ------------------------------------------------------------------ steps
+
+    def _next_batch(self, exclude: set[str]) -> list[WireRecord]:
+        """The oldest pending records (by seq), signed; rows already tried this round skipped."""
+        with self.store.read() as session:
+            query = (
+                select(MealRecord)
+                .join(Outbox, Outbox.record_id == MealRecord.record_id)
+                .where(Outbox.uploaded_at.is_(None), Outbox.rejected_reason.is_(None))
+                .order_by(MealRecord.seq)
+                .limit(self.batch_size + len(exclude))
+            )
+            rows = [r for r in session.scalars(query) if r.record_id not in exclude]
+        rows = rows[: self.batch_size]
+        unsigned = {r.record_id: self.key.sign_record(r.hash) for r in rows if not r.signature}
+        if unsigned:
+            with self.store.write() as session:
+                for record_id, signature in unsigned.items():
+                    session.execute(
+                        update(MealRecord)
+                        .where(MealRecord.record_id == record_id, MealRecord.signature.is_(None))
+                        .values(signature=signature)
+                    )
+        return [
+            WireRecord(
+                **{c: getattr(r, c) for c in WireRecord.model_fields if c != "signature"},
+                signature=r.signature or unsigned[r.record_id],
+            )
+            for r in rows
+        ]
+
+    def _send(self, records: list[WireRecord]) -> tuple[BatchResult, int] | PlatformError:
+        batch = RecordBatch(device_id=self.device_id, sent_at=self.clock(), records=records)
+        ids = [r.record_id for r in records]
+        try:
+            result, size = self.client.post_records(batch)
+            _check_answer(result, set(ids))
+        except PlatformError as exc:
+            log.error("upload of %d records failed: %s", len(records), exc)
+            self._note_failure(ids, str(exc))
+            return exc
+        self._apply(result, set(ids), seqs=(records[0].seq, records[-1].seq))
+        return result, size
+
+    def _apply(self, result: BatchResult, ids: set[str], seqs: tuple[int, int]) -> None:
+        """Store the platform's answer: marks, reasons and an audit line, in ONE transaction."""
+        now = self.clock()
+        acked = result.accepted + result.duplicate
+        answered = set(acked) | {r.record_id for r in result.rejected}
+        unanswered = ids - answered
+        with self.store.write() as session:
+            for chunk in _chunks(acked):
+                session.execute(
+                    update(Outbox)
+                    .where(Outbox.record_id.in_(chunk), Outbox.uploaded_at.is_(None))
+                    .values(uploaded_at=now, attempts=Outbox.attempts + 1, last_error=None)
+                )
+            for rej in result.rejected:
+                session.execute(
+                    update(Outbox)
+                    .where(Outbox.record_id == rej.record_id)
+                    .values(
+                        rejected_reason=rej.reason,
+                        last_error=rej.reason,
+                        attempts=Outbox.attempts + 1,
+                    )
+                )
+                session.add(
+                    AuditEvent(
+                        at=now,
+                        kind="sync_rejected",
+                        detail=json.dumps({"record_id": rej.record_id, "reason": rej.reason}),
+                    )
+                )
+            for chunk in _chunks(sorted(unanswered)):
+                session.execute(
+                    update(Outbox)
+                    .where(Outbox.record_id.in_(chunk))
+                    .values(attempts=Outbox.attempts + 1, last_error="not in the platform's answer")
+                )
+            session.add(
+                AuditEvent(
+                    at=now,
+                    kind="sync_upload",
+                    detail=json.dumps(
+                        {
+                            "seqs": list(seqs),
+                            "accepted": len(result.accepted),
+                            "duplicate": len(result.duplicate),
+                            "rejected": len(result.rejected),
+                            "server_time": result.server_time.isoformat(),
+                        }
+                    ),
+                )
+            )
+        for rej in result.rejected:
+            log.warning("platform rejected record %s: %s", rej.record_id, rej.reason)
+        if unanswered:
+            log.warning("%d records missing from the platform's answer", len(unanswered))
+
+    def _note_failure(self, ids: list[str], message: str) -> None:
+        with self.store.write() as session:
+            for chunk in _chunks(ids):
+                session.execute(
+                    update(Outbox)
+                    .where(Outbox.record_id.in_(chunk))
+                    .values(attempts=Outbox.attempts + 1, last_error=message[:500])
+                )
+
+
+def _check_answer(result: BatchResult, ids: set[str]) -> None:
+    """An answer naming records we did not send, or one record twice, is not trusted at all."""
+    named = result.accepted + result.duplicate + [r.record_id for r in result.rejected]
+    if len(named) != len(set(named)):
+        raise PlatformError("bad_response", "a record id appears more than once in the answer")
+    strangers = set(named) - ids
+    if strangers:
+        raise PlatformError(
+            "bad_response", f"answer names {len(strangers)} records that were not sent"
+        )
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]

@@ -1,0 +1,293 @@
+"""The wire protocol between a kiosk and the county platform: the one module both sides share.
+
+Everything that crosses the link is one of these pydantic models, serialised as JSON (record
+batches gzip-compressed). The exact bytes that get hashed and signed are defined here too, so a
+vendor implementing the real platform needs this file (and models/chain.py, the pure
+hash-chain definition it re-exports) and nothing else of the kiosk's.
+
+Signed messages are domain-separated (`haolinju-<kind>-v1\\n...`) so a signature made for one
+purpose can never be replayed as another.
+
+Privacy: no model here has a field for face templates, encodings or images; a test walks every
+model's schema to keep it that way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from typing import Any, Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from models.chain import CHAINED_FIELDS, GENESIS_HASH, canonical_bytes, link_hash
+
+__all__ = [
+    "CHAINED_FIELDS",
+    "GENESIS_HASH",
+    "canonical_bytes",
+    "link_hash",
+]
+
+PROTOCOL_VERSION = 1
+HEX64 = r"^[0-9a-f]{64}$"
+# Records are short (about 600 bytes of JSON); these bounds only stop absurd payloads.
+MAX_BATCH = 5000
+
+
+class Wire(BaseModel):
+    # Unknown fields are refused: a payload we do not fully understand is not acted upon.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------------------- records
+
+
+class WireRecord(Wire):
+    """One meal/cleaning record as the kiosk stored it, with its chain link and signature."""
+
+    record_id: str = Field(min_length=1, max_length=36)
+    seq: int = Field(ge=1)
+    device_id: str = Field(min_length=1, max_length=64)
+    elder_id: str = Field(min_length=1, max_length=64)
+    service: str = Field(max_length=16)
+    slot: str = Field(max_length=16)
+    service_date: dt.date
+    checked_in_at: AwareDatetime
+    method: str = Field(max_length=16)
+    card_uid: str | None = Field(default=None, max_length=32)
+    reader: str | None = Field(default=None, max_length=64)
+    distance: float | None = None
+    margin: float | None = None
+    liveness: str | None = Field(default=None, max_length=16)
+    flags: str = Field(default="", max_length=512)
+    caregiver_id: str | None = Field(default=None, max_length=64)
+    reason: str | None = Field(default=None, max_length=64)
+    prev_hash: str = Field(pattern=HEX64)
+    hash: str = Field(pattern=HEX64)
+    signature: str = Field(min_length=1, max_length=128)  # base64 Ed25519 over the hash
+
+    def chained(self) -> dict[str, Any]:
+        """The fields the hash covers, as Python values (what `link_hash` expects)."""
+        return {name: getattr(self, name) for name in CHAINED_FIELDS}
+
+    def computed_hash(self) -> str:
+        return link_hash(self.prev_hash, self.chained())
+
+
+class RecordBatch(Wire):
+    """POST /v1/records (body gzip-compressed, `Content-Encoding: gzip`)."""
+
+    protocol: Literal[1] = PROTOCOL_VERSION
+    device_id: str = Field(min_length=1, max_length=64)
+    sent_at: AwareDatetime
+    records: list[WireRecord] = Field(max_length=MAX_BATCH)
+
+
+class Rejection(Wire):
+    record_id: str
+    reason: str = Field(max_length=500)
+
+
+class BatchResult(Wire):
+    """The platform's answer to a batch: every record id lands in exactly one list."""
+
+    accepted: list[str]
+    duplicate: list[str]
+    rejected: list[Rejection]
+    server_time: AwareDatetime
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+class Checkpoint(Wire):
+    """POST /v1/checkpoints: the device commits to its chain head, signed with its key.
+
+    Once a checkpoint has left the device, rewriting any record at or below `seq` is evident
+    to the platform even before those records are uploaded.
+    """
+
+    device_id: str = Field(min_length=1, max_length=64)
+    seq: int = Field(ge=0)
+    head_hash: str = Field(pattern=HEX64)
+    made_at: AwareDatetime
+    signature: str = Field(min_length=1, max_length=128)
+
+
+class CheckpointResult(Wire):
+    status: Literal["ok", "conflict"]
+    detail: str = ""
+    server_time: AwareDatetime
+
+
+# ----------------------------------------------------------------------------- reconciliation
+
+
+class DayCount(Wire):
+    service_date: dt.date
+    count: int = Field(ge=0)
+    head_seq: int | None = None  # highest seq of that day on the platform
+    head_hash: str | None = None
+
+
+class ReconcileReport(Wire):
+    """GET /v1/reconcile?from=YYYY-MM-DD&to=YYYY-MM-DD, for the authenticated device."""
+
+    device_id: str
+    days: list[DayCount]
+    server_time: AwareDatetime
+
+
+class DaySeqs(Wire):
+    """GET /v1/reconcile/{date}/seqs: which of this device's records the platform holds."""
+
+    service_date: dt.date
+    seqs: list[int]
+
+
+# ----------------------------------------------------------------------------- roster
+
+ElderStatus = Literal["active", "suspended", "deceased", "moved", "removed"]
+
+
+class RosterElder(Wire):
+    elder_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64)
+    id_number_masked: str = Field(default="", max_length=32)
+    card_uid: str | None = Field(default=None, max_length=32)
+    group: str = Field(default="", max_length=64)
+    contact_phone: str = Field(default="", max_length=32)
+    # Anything but "active" is refused a subsidised meal by the check-in rules; an elder
+    # taken off the roster (died, moved, suspended) arrives as a row with that status.
+    status: ElderStatus = "active"
+    agreement_signed: bool = True
+
+
+class RosterPayload(Wire):
+    """The signed content of a roster delta: everything changed after version `since`."""
+
+    point_id: str = Field(min_length=1, max_length=64)
+    version: int = Field(ge=1)
+    since: int = Field(ge=0)
+    issued_at: AwareDatetime
+    elders: list[RosterElder]
+
+
+class SignedRoster(Wire):
+    """GET /v1/roster?since=N: the payload as the exact JSON text that was signed.
+
+    Keeping the payload as text (not a nested object) means the kiosk checks the signature on
+    the bytes the platform signed, before parsing anything inside.
+    """
+
+    payload: str
+    signature: str = Field(min_length=1, max_length=128)
+
+
+class RosterPublish(Wire):
+    """POST /v1/admin/roster (platform operator): upsert elders of one point, bump version."""
+
+    point_id: str = Field(min_length=1, max_length=64)
+    elders: list[RosterElder]
+
+
+class RosterPublished(Wire):
+    point_id: str
+    version: int
+
+
+# ----------------------------------------------------------------------------- devices, heartbeat
+
+
+class DeviceRegistration(Wire):
+    """POST /v1/devices (platform operator, at provisioning)."""
+
+    device_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    point_id: str = Field(min_length=1, max_length=64)
+    public_key: str = Field(min_length=40, max_length=64)  # base64 raw Ed25519 public key
+
+
+class DeviceRegistered(Wire):
+    device_id: str
+    token: str  # the bearer token the device authenticates with; shown once
+
+
+class Location(Wire):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+
+
+class Heartbeat(Wire):
+    """POST /v1/heartbeat: how the terminal is doing. No personal data beyond caregiver ids."""
+
+    device_id: str
+    sent_at: AwareDatetime
+    software_version: str = Field(max_length=32)
+    location: Location | None = None
+    caregivers_on_duty: list[str] = Field(default_factory=list)
+    headcount: dict[str, int] = Field(default_factory=dict)  # "meal/lunch" -> count today
+    queue_depth: int = Field(ge=0)
+    rejected: int = Field(ge=0)
+    oldest_unsent_age_s: float | None = None
+    clock_offset_s: float | None = None  # platform time minus device time, last measured
+    readers: dict[str, str] = Field(default_factory=dict)  # name -> state
+    camera: str = "unknown"
+    chain_head_seq: int = Field(ge=0)
+
+
+class HeartbeatAck(Wire):
+    server_time: AwareDatetime
+
+
+class ErrorBody(Wire):
+    detail: str
+
+
+# ----------------------------------------------------------------------------- signing
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64decode(text: str) -> bytes:
+    """Strict base64 (binascii.Error on anything else)."""
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def record_message(record_hash: str) -> bytes:
+    """What a device signs for a record: its chain hash, which covers content and prev_hash."""
+    return b"haolinju-record-v1\n" + record_hash.encode("ascii")
+
+
+def checkpoint_message(device_id: str, seq: int, head_hash: str, made_at: dt.datetime) -> bytes:
+    stamp = made_at.isoformat(timespec="microseconds")
+    return f"haolinju-checkpoint-v1\n{device_id}\n{seq}\n{head_hash}\n{stamp}".encode()
+
+
+def roster_message(payload_text: str) -> bytes:
+    return b"haolinju-roster-v1\n" + payload_text.encode("utf-8")
+
+
+def public_key_from_b64(text: str) -> Ed25519PublicKey:
+    """A raw 32-byte Ed25519 public key from base64; ValueError if it is not one."""
+    try:
+        raw = b64decode(text)
+    except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
+        raise ValueError(f"public key is not base64: {exc}") from None
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def verify(public_key: Ed25519PublicKey, message: bytes, signature_b64: str) -> bool:
+    """True only for a valid signature; malformed signatures are simply invalid."""
+    try:
+        public_key.verify(b64decode(signature_b64), message)
+    except (InvalidSignature, binascii.Error, ValueError, UnicodeEncodeError):
+        return False
+    return True
