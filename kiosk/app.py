@@ -26,6 +26,7 @@ from kiosk.checkin import CheckinRequest, CheckinService, Method
 from kiosk.config import KioskConfig, ReaderConfig
 from kiosk.devices import ReaderHub
 from kiosk.events import EventBus
+from kiosk.maintenance import StoreDamagedError, backup_dir
 from kiosk.sdnotify import Notifier
 from kiosk.services import KioskServices
 from models.db import Store
@@ -36,10 +37,30 @@ DB_FILE = "kiosk.db"
 SUPERVISOR_TICK_S = 1.0
 
 
+def _quick_check(store: Store) -> str:
+    try:
+        return store.integrity_check(quick=True)
+    except SQLAlchemyError as exc:  # too damaged to even run the check
+        return str(getattr(exc, "orig", exc))
+
+
 def open_store(data_dir: Path) -> Store:
-    """The kiosk database, migrated to the current schema."""
-    store = Store(data_dir / DB_FILE)
-    store.upgrade_schema()
+    """The kiosk database: checked, backed up if a migration is due, migrated.
+
+    A database that fails its quick check is refused (StoreDamagedError): writing new records
+    into a damaged file could lose the ones it still holds.
+    """
+    db_path = data_dir / DB_FILE
+    existed = db_path.exists()
+    store = Store(db_path)
+    if existed and (verdict := _quick_check(store)) != "ok":
+        store.close()
+        raise StoreDamagedError(
+            f"{db_path} failed its quick check ({verdict}); the kiosk will not write into it. "
+            f"Stop it and restore the newest good backup: "
+            f"kiosk db restore {backup_dir(data_dir)}/<file>.db"
+        )
+    store.upgrade_schema(backup_dir(data_dir))
     return store
 
 

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from kiosk.config import ConfigError, KioskConfig, load_config
 from kiosk.logs import setup_logging
+from models.db import Store
 
 log = logging.getLogger(__name__)
 out = Console()
@@ -41,6 +42,17 @@ class Context:
         except ConfigError as exc:
             for problem in exc.problems:
                 typer.echo(str(problem), err=True)
+            raise typer.Exit(2) from None
+
+    def store(self) -> Store:
+        """The checked, migrated database, or exit 2 saying why and the way out."""
+        from kiosk.app import open_store
+        from kiosk.maintenance import StoreDamagedError
+
+        try:
+            return open_store(self.data_dir)
+        except StoreDamagedError as exc:
+            typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
 
 
@@ -86,7 +98,7 @@ def run(ctx: typer.Context) -> None:
     context: Context = ctx.obj
     config = context.config()
     setup_logging(config.logging.level)
-    services = build_services(config, context.data_dir)
+    services = build_services(config, context.data_dir, store=context.store())
     raise typer.Exit(Daemon(services).run())
 
 
@@ -108,13 +120,61 @@ def demo(
 
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
-    """Apply pending database migrations."""
-    from kiosk.app import open_store
-
+    """Apply pending database migrations (after a backup, if any are due)."""
     context: Context = ctx.obj
-    store = open_store(context.data_dir)
+    store = context.store()
     out.print(f"database {store.db_path} at revision {store.schema_revision()}")
     store.close()
+
+
+@db_app.command("backup")
+def db_backup(ctx: typer.Context) -> None:
+    """Write a consistent backup (SQLite online backup API) to <data-dir>/backups/."""
+    from kiosk.maintenance import backup
+
+    context: Context = ctx.obj
+    store = context.store()
+    try:
+        out.print(f"backup written: {backup(store, context.data_dir)}")
+    finally:
+        store.close()
+
+
+@db_app.command("restore")
+def db_restore(
+    ctx: typer.Context, backup_file: Annotated[Path, typer.Argument(help="a backup .db file")]
+) -> None:
+    """Replace the database with a backup (stop the daemon first); the current one is kept."""
+    from kiosk.app import DB_FILE
+    from kiosk.maintenance import restore
+
+    context: Context = ctx.obj
+    try:
+        aside = restore(context.data_dir / DB_FILE, backup_file)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"restore refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    out.print(f"restored from {backup_file}; previous database kept as {aside}")
+
+
+@app.command()
+def maintenance(ctx: typer.Context) -> None:
+    """Nightly upkeep: backup, integrity check, WAL checkpoint, backup retention."""
+    from kiosk.maintenance import nightly
+
+    context: Context = ctx.obj
+    setup_logging(context.config().logging.level)
+    store = context.store()
+    try:
+        report = nightly(store, context.data_dir)
+    finally:
+        store.close()
+    out.print(
+        f"backup {report.backup}; integrity {report.integrity}; "
+        f"WAL checkpoint {report.checkpoint}; pruned {len(report.pruned)} old backup(s)"
+    )
+    if report.integrity != "ok":
+        raise typer.Exit(1)
 
 
 @roster_app.command("import")
@@ -122,12 +182,11 @@ def roster_import(
     ctx: typer.Context, file: Annotated[Path, typer.Argument(help="CSV or XLSX from the county")]
 ) -> None:
     """Import a roster file; a file with any bad row is refused whole."""
-    from kiosk.app import open_store
     from kiosk.roster_import import RosterError, import_roster
 
     context: Context = ctx.obj
     config = context.config()
-    store = open_store(context.data_dir)
+    store = context.store()
     try:
         report = import_roster(
             store, file, config.roster.card_format, dt.datetime.now(config.site.tz)

@@ -8,8 +8,11 @@ with "database is locked" after it has done its work. Readers use their own sess
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,12 +82,23 @@ class Store:
         with self._read_sessions() as session, session.begin():
             yield session
 
-    def upgrade_schema(self) -> None:
-        """Apply pending Alembic migrations (under the write lock: migrations are writes)."""
-        from models.migrate import upgrade
+    def upgrade_schema(self, backup_dir: Path | None = None) -> Path | None:
+        """Apply pending Alembic migrations; first back the database up if it has data.
 
+        SQLite runs the whole upgrade in one transaction, so a failed migration leaves the old
+        schema (and the old version runnable); the backup covers everything else.
+        """
+        from models.migrate import current_revision, head_revision, upgrade
+
+        backup = None
         with self._write_lock:
+            current = current_revision(self._writer)
+            if current is not None and current != head_revision() and backup_dir is not None:
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                backup = self.backup_to(backup_dir / f"pre-migrate-{current}-{stamp}.db")
+                log.info("backed up %s before migrating from %s: %s", self.db_path, current, backup)
             upgrade(self._writer)
+        return backup
 
     def schema_revision(self) -> str | None:
         from models.migrate import current_revision
@@ -106,9 +120,34 @@ class Store:
             conn.execute(text("SELECT 1"))  # runs inside BEGIN IMMEDIATE
             conn.rollback()
 
-    def integrity_check(self) -> str:
+    def integrity_check(self, quick: bool = False) -> str:
+        """'ok', or SQLite's first complaint. `quick` skips index checks (seconds, not minutes)."""
+        pragma = "quick_check" if quick else "integrity_check"
         with self._reader.connect() as conn:
-            return str(conn.execute(text("PRAGMA integrity_check")).scalar())
+            return str(conn.execute(text(f"PRAGMA {pragma}")).scalar())
+
+    def backup_to(self, target: Path) -> Path:
+        """A consistent copy through SQLite's online backup API, safe while the daemon writes.
+
+        Never copy the live file itself: with WAL, the newest records may be only in -wal.
+        """
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        with (
+            contextlib.closing(sqlite3.connect(self.db_path)) as src,
+            contextlib.closing(sqlite3.connect(partial)) as dst,
+        ):
+            src.backup(dst)
+        partial.replace(target)  # a crash mid-backup never leaves a half file under the name
+        return target
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Fold the WAL back into the database and truncate it: (busy, log, checkpointed)."""
+        with self._write_lock, self._writer.connect() as conn:
+            conn.rollback()  # no transaction may be open for a checkpoint
+            raw = conn.connection.driver_connection
+            row = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
 
     def close(self) -> None:
         self._writer.dispose()
