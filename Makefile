@@ -14,8 +14,10 @@ SHELL := /bin/bash
 #   sqlite3                        for technicians inspecting the database
 #   python3-pip                    to bootstrap uv where it is missing
 #   postgresql                     the reference county platform's database in tests
+#   cage                           Wayland kiosk compositor for the touchscreen (kiosk-ui)
+#   shellcheck                     checks systemd/install.sh in the tests
 APT_PACKAGES := pcscd libpcsclite-dev swig vsmartcard-vpcd pcsc-tools chromium fonts-noto-cjk \
-	espeak-ng sqlite3 python3-pip postgresql
+	espeak-ng sqlite3 python3-pip postgresql cage shellcheck
 
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
