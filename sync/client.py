@@ -13,7 +13,6 @@ import gzip
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -39,14 +38,21 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
 M = TypeVar("M", bound=BaseModel)
 
 
-@dataclass(frozen=True)
 class PlatformError(Exception):
-    """A failed exchange. `kind`: network | http | auth | bad_response."""
+    """A failed exchange. `kind`: network | http | auth | bad_response (| upload, from jobs)."""
 
-    kind: str
-    message: str
-    status: int | None = None
-    retry_after: float | None = None
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(kind, message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}"

@@ -39,7 +39,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate, what: str, timeout: float = START_TIMEOUT_S) -> None:  # noqa: ANN001
+def wait_until(predicate, what: str, timeout: float = START_TIMEOUT_S) -> None:
     """Poll for a condition; a bound on waiting, never an assertion about speed."""
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -81,7 +81,7 @@ def test_same_record_id_with_other_content_is_rejected(platform: Platform, kiosk
     assert platform.records(kiosk.device_id)["count"] == 3
 
 
-def _edit_locally(db_path, sql: str) -> None:  # noqa: ANN001
+def _edit_locally(db_path, sql: str) -> None:
     """What someone with a sqlite3 shell could do: drop the guard, change the row, restore it."""
     conn = sqlite3.connect(db_path)
     trigger = conn.execute(
@@ -158,7 +158,7 @@ def test_deleted_record_shows_as_gap(platform: Platform, kiosk: Kiosk) -> None:
     assert [g["seq"] for g in gaps] == [4]
 
 
-def test_wrong_device_key_is_forged(platform: Platform, kiosk: Kiosk, tmp_path) -> None:  # noqa: ANN001
+def test_wrong_device_key_is_forged(platform: Platform, kiosk: Kiosk, tmp_path) -> None:
     from sync.signing import generate_device_key
 
     add_records(kiosk.store, kiosk.device_id, 2)
