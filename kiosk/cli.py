@@ -204,6 +204,35 @@ def roster_import(
     )
 
 
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Check config, database, disk, clock, readers (and the card on them), camera, backlog."""
+    from rich.table import Table
+
+    from kiosk.doctor import Level, run_checks
+
+    context: Context = ctx.obj
+    try:
+        config = load_config(context.config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"config: {problem}", err=True)
+        raise typer.Exit(2) from None
+    checks = run_checks(config, context.data_dir, context.store)
+    colour = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
+    table = Table("check", "", "detail", "fix")
+    for c in checks:
+        table.add_row(c.name, f"[{colour[c.level]}]{c.level}[/]", c.detail, c.fix)
+    out.print(table)
+    if any(c.blocking for c in checks):
+        raise typer.Exit(1)
+
+
+from kiosk.face_cli import register as register_face  # noqa: E402
+
+register_face(app)
+
+
 def main() -> None:
     app(prog_name="kiosk")
 

@@ -31,7 +31,12 @@ def noon_zone() -> str:
     return "Etc/GMT" + (f"-{offset}" if offset > 0 else f"+{-offset}")
 
 
-def write_config(tmp_path: Path, port: int, extra: str = "") -> Path:
+SIMULATED_READER = "readers: [{kind: simulated, name: desk}]\n"
+
+
+def write_config(
+    tmp_path: Path, port: int, extra: str = "", readers: str = SIMULATED_READER
+) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(
         f"""\
@@ -40,8 +45,7 @@ device: {{device_id: proc-test}}
 meal:
   slots: [{{name: lunch, start: "10:00", end: "14:00"}}]
 web: {{port: {port}}}
-readers: [{{kind: simulated, name: desk}}]
-{extra}""",
+{readers}{extra}""",
         encoding="utf-8",
     )
     return path
@@ -65,10 +69,11 @@ def start_daemon(
     roster: list[RosterRow],
     env: dict[str, str] | None = None,
     extra_config: str = "",
+    readers: str = SIMULATED_READER,
 ) -> tuple[subprocess.Popen[str], str]:
     """Seed the roster, start `kiosk run`, wait until /api/health answers; (process, base URL)."""
     port = free_port()
-    config = write_config(tmp_path, port, extra_config)
+    config = write_config(tmp_path, port, extra_config, readers)
     store = open_store(tmp_path / "data")
     apply_rows(store, roster, dt.datetime.now(dt.UTC), source="test")
     store.close()
