@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,15 @@ class EventBus:
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event]]] = set()
         self._lock = threading.Lock()
         self._queue_size = subscriber_queue
+        self._listeners: list[Callable[[Event], None]] = []
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """Call `listener` synchronously, in the publishing thread, for every event.
+
+        For cheap bookkeeping (metrics) only: a slow listener delays the check-in feedback.
+        """
+        with self._lock:
+            self._listeners.append(listener)
 
     def publish(self, kind: str, data: dict[str, Any]) -> Event:
         """Thread-safe; never blocks on a slow page."""
@@ -42,6 +52,12 @@ class EventBus:
             event = Event(next(self._ids), kind, data)
             self._history.append(event)
             subscribers = list(self._subscribers)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:  # bookkeeping must never break a check-in
+                log.exception("event listener failed")
         for loop, queue in subscribers:
             # A closed loop means that page is going away; it unsubscribes itself.
             with contextlib.suppress(RuntimeError):

@@ -149,3 +149,20 @@ def test_page_shows_site_slot_count_and_last_checkin(
     assert '<b id="served">1</b>' in html
     assert "王秀英，签到成功，请用餐" in html
     assert "outcome-accepted" in html
+
+
+def test_metrics_in_prometheus_format(client: TestClient, services: KioskServices) -> None:
+    tap(services, 1)
+    tap(services, 1)  # duplicate
+    tap(services, 3)  # refused: suspended
+    text = client.get("/metrics").text
+    assert 'kiosk_checkins_total{method="card",outcome="accepted"} 1' in text
+    assert 'kiosk_checkins_total{method="card",outcome="duplicate"} 1' in text
+    assert 'kiosk_checkins_total{method="card",outcome="refused"} 1' in text
+    assert "kiosk_unsent_records 1" in text
+    assert "kiosk_db_up 1" in text
+    assert 'kiosk_reader_up{reader="desk"} 0' in text
+    assert 'device_id="test-terminal"' in text
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    assert float(samples["kiosk_oldest_unsent_age_seconds"]) >= 0
+    assert all(float(v) >= 0 for v in samples.values())  # every sample is "name{labels} value"
