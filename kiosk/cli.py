@@ -232,6 +232,10 @@ from kiosk.face_cli import register as register_face  # noqa: E402
 
 register_face(app)
 
+from kiosk.sync_cli import register as register_sync  # noqa: E402
+
+register_sync(app)
+
 
 def main() -> None:
     app(prog_name="kiosk")
