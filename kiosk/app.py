@@ -18,6 +18,7 @@ from types import FrameType
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
+from hardware.camera import Camera
 from hardware.card_uid import InvalidUid, normalise
 from hardware.cards import CardReader, CardTap
 from hardware.readers import make_reader
@@ -26,6 +27,8 @@ from kiosk.checkin import CheckinRequest, CheckinService, Method
 from kiosk.config import KioskConfig, ReaderConfig
 from kiosk.devices import ReaderHub
 from kiosk.events import EventBus
+from kiosk.face_templates import FaceKey, FaceKeyError, TemplateStore
+from kiosk.face_worker import FaceWorker
 from kiosk.maintenance import StoreDamagedError, backup_dir
 from kiosk.sdnotify import Notifier
 from kiosk.services import KioskServices
@@ -35,6 +38,9 @@ log = logging.getLogger(__name__)
 
 DB_FILE = "kiosk.db"
 SUPERVISOR_TICK_S = 1.0
+# A face worker without a heartbeat for this long is hung (dlib stuck, a deadlock): the
+# self-check fails so systemd restarts us. One frame takes ~0.1 s; its idle wait is 0.5 s.
+FACE_STALL_S = 15.0
 
 
 def _quick_check(store: Store) -> str:
@@ -80,7 +86,7 @@ def build_services(
     bus = EventBus()
     if readers is None:
         readers = [(cfg, build_reader(cfg)) for cfg in config.readers]
-    return KioskServices(
+    services = KioskServices(
         config=config,
         store=store,
         bus=bus,
@@ -88,6 +94,34 @@ def build_services(
         readers=ReaderHub(readers),
         data_dir=data_dir,
     )
+    if config.camera.enabled:
+        build_face(services)
+    return services
+
+
+def build_face(services: KioskServices, camera: Camera | None = None) -> None:
+    """Camera, face worker and card evidence. Nothing here may stop card check-in: a bad face
+    key disables face check-in (shown in /api/health), a missing camera is retried."""
+    from kiosk.card_evidence import CardEvidence
+
+    cam_cfg, face_cfg = services.config.camera, services.config.face
+    services.camera = camera or Camera(
+        cam_cfg.source, loop=cam_cfg.loop, width=cam_cfg.width, height=cam_cfg.height
+    )
+    templates: TemplateStore | None = None
+    key_problem = None
+    try:
+        templates = TemplateStore(services.store, FaceKey.load(services.data_dir))
+    except (FaceKeyError, OSError) as exc:
+        key_problem = f"face key: {exc}"
+        log.error("face check-in disabled: %s", key_problem)
+    services.face = FaceWorker(
+        face_cfg, services.camera, services.checkin, templates, key_problem=key_problem
+    )
+    if face_cfg.card_evidence != "off" and templates is not None:
+        services.card_evidence = CardEvidence(
+            face_cfg.card_evidence, services.camera, services.face, templates, services.store
+        )
 
 
 def card_tap_handler(services: KioskServices) -> Callable[[ReaderConfig, CardTap], None]:
@@ -100,9 +134,10 @@ def card_tap_handler(services: KioskServices) -> Callable[[ReaderConfig, CardTap
         except InvalidUid as exc:
             services.checkin.refuse_invalid_card(tap.uid, cfg.name, str(exc))
             return
-        result = services.checkin.check_in(
-            CheckinRequest(Method.CARD, service=cfg.service, card_uid=uid, reader=cfg.name)
-        )
+        req = CheckinRequest(Method.CARD, service=cfg.service, card_uid=uid, reader=cfg.name)
+        if services.card_evidence is not None:
+            req = services.card_evidence.apply(req)  # face seen? -> card+face or a flag
+        result = services.checkin.check_in(req)
         log.info("card %s on %s: %s %s", uid, cfg.name, result.outcome, result.elder_id or "")
 
     return on_tap
@@ -127,6 +162,7 @@ class Daemon:
             )
         )
         self._web_thread = threading.Thread(target=self.server.run, name="web", daemon=True)
+        self._camera_thread: threading.Thread | None = None
         self.notifier = Notifier()
         # Feed the watchdog well inside its interval (systemd sets WATCHDOG_USEC).
         wd = self.notifier.watchdog_s
@@ -140,6 +176,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.services.readers.start(card_tap_handler(self.services), self.stop)
+        self._start_face()
         self._web_thread.start()
         web = self.services.config.web
         if not self._wait_for_web():
@@ -160,6 +197,16 @@ class Daemon:
                     return self.shutdown(exit_code=1)
         return self.shutdown()
 
+    def _start_face(self) -> None:
+        camera, face = self.services.camera, self.services.face
+        if camera is None or face is None:
+            return
+        self._camera_thread = threading.Thread(
+            target=camera.run, args=(self.stop,), name="camera", daemon=True
+        )
+        self._camera_thread.start()
+        face.start(self.stop)
+
     def _wait_for_web(self, timeout_s: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout_s
         while not self.server.started:
@@ -179,6 +226,10 @@ class Daemon:
         ]
         if dead:
             return f"reader thread(s) stopped: {', '.join(dead)}"
+        # A missing camera is only "degraded" (card check-in goes on); a dead or hung face
+        # worker is a fault to restart for.
+        if self.services.face is not None and (problem := self.services.face.problem(FACE_STALL_S)):
+            return problem
         try:
             self.services.store.write_probe()
         except SQLAlchemyError as exc:
@@ -192,6 +243,10 @@ class Daemon:
         self.server.should_exit = True
         self._web_thread.join(timeout=10)
         self.services.readers.join()
+        if self.services.face is not None:
+            self.services.face.join()
+        if self._camera_thread is not None:
+            self._camera_thread.join(timeout=5)
         self.services.store.close()
         log.info("kiosk stopped cleanly")
         return exit_code

@@ -56,6 +56,10 @@ class Refusal(StrEnum):
     OUTSIDE_HOURS = "outside_hours"
     STORAGE_FULL = "storage_full"
     STORAGE_ERROR = "storage_error"
+    FACE_REQUIRED = "face_required"  # card_evidence: require, and the holder's face not seen
+    FACE_UNKNOWN = "face_unknown"  # a face nobody on the roster matches: no record
+    FACE_AMBIGUOUS = "face_ambiguous"  # two elders too close to tell apart: no record
+    LIVENESS_FAILED = "liveness_failed"  # no blink (turn) seen: maybe a photo; no record
 
 
 # What the elder reads and hears. Short, plain words; the name first so he knows it is his.
@@ -68,6 +72,10 @@ REFUSAL_MESSAGES = {
     Refusal.OUTSIDE_HOURS: "现在不是服务时间",
     Refusal.STORAGE_FULL: "存储空间已满，请联系管理员",
     Refusal.STORAGE_ERROR: "系统故障，请联系管理员",
+    Refusal.FACE_REQUIRED: "请正对摄像头再刷卡",
+    Refusal.FACE_UNKNOWN: "未能识别，请刷卡",
+    Refusal.FACE_AMBIGUOUS: "无法确认身份，请刷卡",
+    Refusal.LIVENESS_FAILED: "未通过活体检测，请刷卡",
 }
 
 
@@ -86,6 +94,8 @@ class CheckinRequest:
     flags: frozenset[str] = frozenset()
     caregiver_id: str | None = None
     reason: str | None = None  # why a manual check-in
+    # card_evidence "require": refuse unless the card holder's face was seen (method card+face)
+    require_face: bool = False
 
     def __post_init__(self) -> None:
         if (self.card_uid is None) == (self.elder_id is None):
@@ -158,6 +168,23 @@ class CheckinService:
         self._publish(result)
         return result
 
+    def refuse_face(
+        self, refusal: Refusal, distance: float | None = None, margin: float | None = None
+    ) -> CheckinResult:
+        """A face that cannot be checked in (unknown, ambiguous, not live): the screen says
+        "请刷卡"; nothing is written, and no name is shown for a face nobody was sure of."""
+        result = CheckinResult(
+            outcome=Outcome.REFUSED,
+            message=REFUSAL_MESSAGES[refusal],
+            method=Method.FACE,
+            service="meal",
+            at=self.now(),
+            refusal=refusal,
+        )
+        log.info("face refused (%s): distance %s, margin %s", refusal, distance, margin)
+        self._publish(result)
+        return result
+
     def refuse_invalid_card(self, raw_uid: str, reader: str, problem: str) -> CheckinResult:
         """A card whose number could not be read or converted; audited, never silent."""
         now = self.now()
@@ -182,12 +209,10 @@ class CheckinService:
         if window is None:
             self._audit(session, now, Refusal.OUTSIDE_HOURS, req, elder)
             return self._refused(req, now, Refusal.OUTSIDE_HOURS, elder, self._hours_hint(now, req))
-        if elder.status != "active":
-            self._audit(session, now, Refusal.NOT_ELIGIBLE, req, elder)
-            return self._refused(req, now, Refusal.NOT_ELIGIBLE, elder)
-        if self.config.site.require_agreement and not elder.agreement_signed:
-            self._audit(session, now, Refusal.NO_AGREEMENT, req, elder)
-            return self._refused(req, now, Refusal.NO_AGREEMENT, elder)
+        refusal = self._refusal_for(elder, req)
+        if refusal is not None:
+            self._audit(session, now, refusal, req, elder)
+            return self._refused(req, now, refusal, elder)
 
         earlier = session.scalar(
             select(MealRecord.checked_in_at).where(
@@ -233,6 +258,15 @@ class CheckinService:
             record_id=record.record_id,
             seq=record.seq,
         )
+
+    def _refusal_for(self, elder: Elder, req: CheckinRequest) -> Refusal | None:
+        if elder.status != "active":
+            return Refusal.NOT_ELIGIBLE
+        if self.config.site.require_agreement and not elder.agreement_signed:
+            return Refusal.NO_AGREEMENT
+        if req.require_face and req.method is not Method.CARD_FACE:
+            return Refusal.FACE_REQUIRED
+        return None
 
     def _identify(self, session: Session, req: CheckinRequest) -> Elder | None:
         if req.card_uid is not None:
@@ -307,6 +341,8 @@ class CheckinService:
             "elder_id": elder.elder_id if elder else req.elder_id,
             "reader": req.reader,
         }
+        if req.flags:
+            detail["flags"] = ",".join(sorted(req.flags))
         session.add(AuditEvent(at=now, kind=str(refusal), detail=json.dumps(detail)))
         log.info("check-in refused (%s): %s", refusal, detail)
 

@@ -196,6 +196,28 @@ class RosterConfig(Strict):
 class CameraConfig(Strict):
     enabled: bool = False
     source: str | int = 0  # device index, /dev/videoN, rtsp://..., or a video file
+    loop: bool = False  # video files only: start again at the end (demo)
+    # Capture size asked of a device (the driver may refuse); the face defaults assume 640x480.
+    width: int | None = Field(default=640, ge=160, le=4096)
+    height: int | None = Field(default=480, ge=120, le=4096)
+
+
+class FaceConfig(Strict):
+    """Face check-in; only used when `camera.enabled`. Reasons for the defaults: config.yaml."""
+
+    threshold: float = Field(default=0.45, gt=0.0, lt=1.0)
+    min_margin: float = Field(default=0.08, ge=0.0, lt=1.0)
+    min_face_px: int = Field(default=80, ge=40, le=1000)
+    detect_scale: float = Field(default=0.75, gt=0.0, le=1.0)
+    liveness: Literal["off", "blink", "blink+turn"] = "off"
+    card_evidence: Literal["off", "evidence", "require"] = "evidence"
+    rearm_after_s: float = Field(default=10.0, ge=1.0, le=3600.0)
+
+    @field_validator("liveness", "card_evidence", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted `off` as the boolean false.
+        return "off" if value is False else value
 
 
 class PlatformConfig(Strict):
@@ -258,6 +280,7 @@ class ConfigError(Exception):
 def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
     """Map every key path in the YAML document to its 1-based line."""
     out.setdefault(path, node.start_mark.line + 1)
+    face: FaceConfig = Field(default_factory=FaceConfig)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             child = (*path, key.value)

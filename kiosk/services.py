@@ -13,11 +13,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from hardware.camera import Camera
 from kiosk import __version__
 from kiosk.checkin import CheckinService
 from kiosk.config import KioskConfig
 from kiosk.devices import ReaderHub
 from kiosk.events import EventBus
+from kiosk.face_worker import FaceWorker
 from models.db import Store
 from models.tables import Outbox
 
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 LOW_DISK_BYTES = 64 * 1024 * 1024
 # What the caregiver reads on the screen for a reader that is not ready.
 READER_PROBLEMS = {"absent": "读卡器未连接", "error": "读卡器故障"}
+CAMERA_PROBLEMS = {"absent": "摄像头未连接", "error": "摄像头故障", "stopped": "摄像头已停止"}
 
 
 @dataclass
@@ -37,6 +40,10 @@ class KioskServices:
     readers: ReaderHub
     data_dir: Path
     stopping: threading.Event = field(default_factory=threading.Event)
+    # Present only with camera.enabled; card check-in never depends on them.
+    camera: Camera | None = None
+    face: FaceWorker | None = None
+    card_evidence: Any = None  # kiosk.card_evidence.CardEvidence when face.card_evidence != off
 
     def now(self) -> dt.datetime:
         return self.checkin.now()
@@ -76,6 +83,11 @@ class KioskServices:
             for name, r in readers.items()
             if r["state"] != "ok"
         ]
+        camera, face = self._camera_health(), self._face_health()
+        if camera["state"] not in ("disabled", "ok", "starting"):
+            problems.append(CAMERA_PROBLEMS.get(camera["state"], "摄像头未就绪"))
+        if face["state"] == "error":
+            problems.append("刷脸不可用")
         return {
             "status": "error" if not db["ok"] else ("degraded" if problems else "ok"),
             "problems": problems,
@@ -85,7 +97,26 @@ class KioskServices:
             "time": self.now().isoformat(),
             "db": db,
             "readers": readers,
-            "camera": {"state": "disabled" if not self.config.camera.enabled else "unknown"},
+            "camera": camera,
+            "face": face,
             "queue_depth": pending,
             "rejected": rejected,
         }
+
+    def _camera_health(self) -> dict[str, Any]:
+        if self.camera is None:
+            return {"state": "disabled"}
+        st = self.camera.status()
+        return {
+            "state": str(st.state),
+            "detail": st.detail,
+            "fps": st.fps,
+            "resolution": f"{st.width}x{st.height}" if st.width else None,
+            "frames": st.frames,
+            "reconnects": st.reconnects,
+        }
+
+    def _face_health(self) -> dict[str, Any]:
+        if self.face is None:
+            return {"state": "disabled"}
+        return self.face.status()

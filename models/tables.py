@@ -15,6 +15,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -117,6 +118,26 @@ class Outbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     uploaded_at: Mapped[dt.datetime | None] = mapped_column(AwareDateTime(), index=True)
     rejected_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class FaceTemplate(Base):
+    """One enrolled face of an elder. The 128-d encoding is stored only encrypted (AES-GCM,
+    nonce + ciphertext + tag); the key lives outside the database file (kiosk/face_templates.py).
+    Templates never leave the device and are never part of an upload."""
+
+    __tablename__ = "face_template"
+    # AUTOINCREMENT: ids are never reused, so (count, sum of ids) fingerprints the set.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    elder_id: Mapped[str] = mapped_column(ForeignKey("elder.elder_id"), index=True)
+    encoding: Mapped[bytes] = mapped_column(LargeBinary)  # encrypted, never plain floats
+    key_id: Mapped[str] = mapped_column(String(16))  # which key encrypted it (a fingerprint)
+    quality: Mapped[float] = mapped_column(Float)  # sharpness (variance of the Laplacian)
+    face_px: Mapped[int] = mapped_column(Integer)  # face size at enrolment
+    source: Mapped[str] = mapped_column(String(16))  # file | camera
+    enrolled_at: Mapped[dt.datetime] = mapped_column(AwareDateTime())
+    consent_ref: Mapped[str] = mapped_column(String(128))  # the signed consent form's reference
 
 
 class AuditEvent(Base):

@@ -1,0 +1,206 @@
+"""Face templates at rest: AES-GCM encrypted encodings, the key outside the database.
+
+China's 2025 face-recognition measures ask for on-device storage and encryption of face data.
+A template row holds `nonce (12 bytes) || ciphertext || tag` of the 128 float32 values, with the
+elder id as associated data, so a blob copied onto another elder's row does not decrypt.
+
+The key (32 bytes) comes, in this order, from:
+1. `KIOSK_FACE_KEY` or the systemd credential `$CREDENTIALS_DIRECTORY/face-key`
+   (`load_secret("face-key")`), as base64 or 64 hex digits;
+2. `<data-dir>/keys/face.key` (base64), created with mode 0600 on first use.
+It is never written into the database; each row records only the key's fingerprint (`key_id`),
+so a wrong key is reported as such instead of as corrupt data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from numpy.typing import ArrayLike, NDArray
+from sqlalchemy import delete, func, select
+
+from kiosk.config import load_secret
+from models.db import Store
+from models.tables import FaceTemplate
+
+log = logging.getLogger(__name__)
+
+ENCODING_DIM = 128
+KEY_FILE = Path("keys") / "face.key"
+SECRET_NAME = "face-key"
+NONCE_BYTES = 12
+
+
+class FaceKeyError(Exception):
+    """The face key is missing, malformed, or not the key the templates were encrypted with."""
+
+
+def _parse_key(text: str, where: str) -> bytes:
+    text = text.strip()
+    try:
+        raw = bytes.fromhex(text) if len(text) == 64 else base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error):
+        raw = b""
+    if len(raw) != 32:
+        raise FaceKeyError(f"face key from {where} is not 32 bytes as base64 or 64 hex digits")
+    return raw
+
+
+@dataclass(frozen=True)
+class FaceKey:
+    raw: bytes
+    where: str  # for messages: which source it came from
+
+    @property
+    def key_id(self) -> str:
+        return hashlib.sha256(b"haolinju-face-key:" + self.raw).hexdigest()[:16]
+
+    @classmethod
+    def load(cls, data_dir: Path, *, create: bool = True) -> FaceKey:
+        """The configured key (credential/env), else the key file, created if missing."""
+        secret = load_secret(SECRET_NAME)
+        if secret:
+            return cls(_parse_key(secret, "KIOSK_FACE_KEY / face-key credential"), "credential")
+        path = data_dir / KEY_FILE
+        if path.exists():
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                log.warning("%s is readable by others (mode %o); fixing to 0600", path, mode)
+                path.chmod(0o600)
+            return cls(_parse_key(path.read_text(encoding="ascii"), str(path)), str(path))
+        if not create:
+            raise FaceKeyError(f"no face key: set KIOSK_FACE_KEY or create {path}")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        raw = secrets.token_bytes(32)
+        # O_EXCL: two processes starting at once cannot both write a different key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return cls.load(data_dir, create=False)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(base64.b64encode(raw).decode("ascii") + "\n")
+        log.info("created face template key %s", path)
+        return cls(raw, str(path))
+
+
+def _aad(elder_id: str) -> bytes:
+    return f"face_template:v1:{elder_id}".encode()
+
+
+def encrypt(key: FaceKey, elder_id: str, encoding: ArrayLike) -> bytes:
+    vector = np.asarray(encoding, dtype="<f4").reshape(ENCODING_DIM)
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return nonce + AESGCM(key.raw).encrypt(nonce, vector.tobytes(), _aad(elder_id))
+
+
+def decrypt(key: FaceKey, elder_id: str, blob: bytes) -> NDArray[np.float32]:
+    try:
+        plain = AESGCM(key.raw).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _aad(elder_id))
+    except InvalidTag:
+        raise FaceKeyError(
+            f"a face template of elder {elder_id} does not decrypt with the face key from "
+            f"{key.where}: the key is wrong or the row was altered"
+        ) from None
+    return np.frombuffer(plain, dtype="<f4").astype(np.float32)
+
+
+@dataclass(frozen=True)
+class StoredTemplate:
+    id: int
+    elder_id: str
+    encoding: NDArray[np.float32]
+
+
+class TemplateStore:
+    """Face templates in the kiosk database; all writes through `Store.write()`."""
+
+    def __init__(self, store: Store, key: FaceKey) -> None:
+        self.store = store
+        self.key = key
+
+    def _check_key(self, rows: list[FaceTemplate]) -> None:
+        other = {r.key_id for r in rows} - {self.key.key_id}
+        if other:
+            raise FaceKeyError(
+                f"face templates were encrypted with key {', '.join(sorted(other))}, but the "
+                f"face key from {self.key.where} is {self.key.key_id}: restore the original "
+                "key (KIOSK_FACE_KEY, the face-key credential or <data-dir>/keys/face.key) "
+                "or re-enrol"
+            )
+
+    def _decode(self, rows: list[FaceTemplate]) -> list[StoredTemplate]:
+        self._check_key(rows)
+        return [
+            StoredTemplate(r.id, r.elder_id, decrypt(self.key, r.elder_id, r.encoding))
+            for r in rows
+        ]
+
+    def add(
+        self,
+        elder_id: str,
+        encoding: ArrayLike,
+        *,
+        quality: float,
+        face_px: int,
+        consent_ref: str,
+        at: dt.datetime,
+        source: str = "file",
+    ) -> int:
+        row = FaceTemplate(
+            elder_id=elder_id,
+            encoding=encrypt(self.key, elder_id, encoding),
+            key_id=self.key.key_id,
+            quality=float(quality),
+            face_px=int(face_px),
+            source=source,
+            enrolled_at=at,
+            consent_ref=consent_ref,
+        )
+        with self.store.write() as session:
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def all(self) -> list[StoredTemplate]:
+        with self.store.read() as session:
+            rows = list(session.scalars(select(FaceTemplate).order_by(FaceTemplate.id)))
+        return self._decode(rows)
+
+    def for_elder(self, elder_id: str) -> list[StoredTemplate]:
+        with self.store.read() as session:
+            rows = list(
+                session.scalars(select(FaceTemplate).where(FaceTemplate.elder_id == elder_id))
+            )
+        return self._decode(rows)
+
+    def count(self, elder_id: str | None = None) -> int:
+        query = select(func.count()).select_from(FaceTemplate)
+        if elder_id is not None:
+            query = query.where(FaceTemplate.elder_id == elder_id)
+        with self.store.read() as session:
+            return int(session.scalar(query) or 0)
+
+    def fingerprint(self) -> tuple[int, int]:
+        """Changes whenever a template is added or deleted (ids are never reused)."""
+        with self.store.read() as session:
+            count, total = session.execute(
+                select(func.count(FaceTemplate.id), func.coalesce(func.sum(FaceTemplate.id), 0))
+            ).one()
+        return int(count), int(total)
+
+    def delete_elder(self, elder_id: str) -> int:
+        """Consent withdrawn: delete every template of the elder. Returns how many."""
+        with self.store.write() as session:
+            result = session.execute(delete(FaceTemplate).where(FaceTemplate.elder_id == elder_id))
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
