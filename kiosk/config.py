@@ -237,6 +237,40 @@ class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class SpeechConfig(Strict):
+    """Spoken feedback after every check-in (hardware/speaker.py)."""
+
+    enabled: bool = True
+    volume: int = Field(default=80, ge=0, le=100)  # percent
+    # Quiet hours (e.g. 21:00-07:00, may wrap midnight): speak at quiet_volume (0 = silent).
+    quiet_start: dt.time | None = None
+    quiet_end: dt.time | None = None
+    quiet_volume: int = Field(default=30, ge=0, le=100)
+    voice: str = "cmn"  # espeak-ng voice for names
+    rate: int = Field(default=130, ge=80, le=300)  # words per minute; slow for old ears
+
+    _parse_times = field_validator("quiet_start", "quiet_end", mode="before")(
+        lambda v: None if v is None else _hhmm(v)
+    )
+
+
+class UiConfig(Strict):
+    """The caregiver's touchscreen: who counts as a regular diner, PIN and session rules."""
+
+    # A regular diner ate at least `missing_min_days` of the last `missing_of_last` service days.
+    missing_min_days: int = Field(default=3, ge=1, le=60)
+    missing_of_last: int = Field(default=5, ge=1, le=60)
+    session_minutes: int = Field(default=15, ge=1, le=720)  # caregiver session after the PIN
+    pin_max_failures: int = Field(default=5, ge=1, le=20)  # then the caregiver is locked
+    pin_lock_minutes: int = Field(default=15, ge=1, le=1440)
+
+    @model_validator(mode="after")
+    def _days_fit(self) -> UiConfig:
+        if self.missing_min_days > self.missing_of_last:
+            raise ValueError("missing_min_days must not exceed missing_of_last")
+        return self
+
+
 class KioskConfig(Strict):
     site: SiteConfig
     device: DeviceConfig
@@ -248,6 +282,8 @@ class KioskConfig(Strict):
     camera: CameraConfig = Field(default_factory=CameraConfig)
     platform: PlatformConfig = Field(default_factory=PlatformConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    speech: SpeechConfig = Field(default_factory=SpeechConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
 
     def slots_for(self, service: str) -> list[SlotConfig]:
         section = self.meal if service == "meal" else self.cleaning

@@ -9,6 +9,7 @@ from fastapi.staticfiles import StaticFiles
 
 from kiosk import __version__
 from kiosk.api import events, headcount, health, metrics, pages, simulate
+from kiosk.api.ui import include_ui
 from kiosk.metrics import Metrics
 from kiosk.services import KioskServices
 
@@ -27,5 +28,6 @@ def create_app(services: KioskServices) -> FastAPI:
     app.include_router(metrics.router)
     if services.readers.find("simulated"):
         app.include_router(simulate.router)
+    include_ui(app)  # caregiver screens: missing, manual check-in, notices
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

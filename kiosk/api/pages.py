@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 
 from kiosk.api.deps import ServicesDep
 from kiosk.api.headcount import headcount_json
+from kiosk.api.ui_common import TEMPLATES  # with the masking filters
 from kiosk.headcount import headcount
 
-TEMPLATES = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
 router = APIRouter(tags=["pages"])
 
 

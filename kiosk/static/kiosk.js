@@ -8,6 +8,25 @@ function hhmm(iso) {
   return iso ? iso.slice(11, 16) : "";
 }
 
+// 王秀英 -> 王*英: the recent list stays on screen where anyone walking by can read it.
+function maskName(name) {
+  const chars = Array.from(name || "");
+  if (chars.length <= 1) return chars.join("");
+  if (chars.length === 2) return chars[0] + "*";
+  return chars[0] + "*".repeat(chars.length - 2) + chars[chars.length - 1];
+}
+
+async function refreshMissingCount() {
+  const el = $("missing-count");
+  if (!el) return;
+  try {
+    const resp = await fetch("/api/missing", { cache: "no-store" });
+    if (resp.ok) el.textContent = (await resp.json()).count;
+  } catch (e) {
+    /* offline */
+  }
+}
+
 function renderHeadcount(hc) {
   $("slot-label").textContent = hc.label || "今日无服务";
   $("slot-hours").textContent = hc.hours || "";
@@ -17,7 +36,7 @@ function renderHeadcount(hc) {
   list.replaceChildren(
     ...hc.recent.map((r) => {
       const li = document.createElement("li");
-      for (const [cls, text] of [["name", r.name], ["method", r.method_label], ["time", hhmm(r.at)]]) {
+      for (const [cls, text] of [["name", maskName(r.name)], ["method", r.method_label], ["time", hhmm(r.at)]]) {
         const span = document.createElement("span");
         span.className = cls;
         span.textContent = text;
@@ -40,6 +59,7 @@ async function refreshHeadcount() {
   try {
     const resp = await fetch("/api/headcount", { cache: "no-store" });
     if (resp.ok) renderHeadcount(await resp.json());
+    refreshMissingCount();
   } catch (e) {
     /* offline: the banner already says so */
   }
