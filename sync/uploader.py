@@ -128,13 +128,12 @@ class Uploader:
         rows = rows[: self.batch_size]
         unsigned = {r.record_id: self.key.sign_record(r.hash) for r in rows if not r.signature}
         if unsigned:
+            # One executemany by primary key; the guard triggers allow the signature column.
             with self.store.write() as session:
-                for record_id, signature in unsigned.items():
-                    session.execute(
-                        update(MealRecord)
-                        .where(MealRecord.record_id == record_id, MealRecord.signature.is_(None))
-                        .values(signature=signature)
-                    )
+                session.execute(
+                    update(MealRecord),
+                    [{"record_id": rid, "signature": sig} for rid, sig in unsigned.items()],
+                )
         return [
             WireRecord(
                 **{c: getattr(r, c) for c in WireRecord.model_fields if c != "signature"},
