@@ -1,0 +1,1 @@
+"""The benchmark harness: `kiosk bench [--quick] [--only NAME]` (see docs/bench.md)."""
