@@ -15,10 +15,6 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.console import Console
-
-out = Console()
-err = Console(stderr=True)
 
 NEAREST_SHOWN = 3
 
@@ -35,7 +31,7 @@ def _open(ctx: typer.Context) -> tuple[Any, Any, Any]:
         key = FaceKey.load(context.data_dir)
     except FaceKeyError as exc:
         store.close()
-        err.print(str(exc), style="bold red")
+        typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     return config, store, TemplateStore(store, key)
 
@@ -67,11 +63,11 @@ def enroll(
                 elder_id, load_image(photo), consent, dt.datetime.now(config.site.tz)
             )
             if isinstance(result, Enrolled):
-                out.print(f"{photo}: {result.message}")
+                typer.echo(f"{photo}: {result.message}")
             else:
                 refused += 1
                 detail = f" ({result.detail})" if result.detail else ""
-                err.print(f"{photo}: 未登记 [{result.reason}] {result.message}{detail}")
+                typer.echo(f"{photo}: 未登记 [{result.reason}] {result.message}{detail}", err=True)
     finally:
         store.close()
     raise typer.Exit(1 if refused else 0)
@@ -94,31 +90,31 @@ def identify(
     try:
         stored = templates.all()
     except FaceKeyError as exc:
-        err.print(str(exc), style="bold red")
+        typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     finally:
         store.close()
     matcher = FaceMatcher(config.face.threshold, config.face.min_margin)
     matcher.set_roster((t.elder_id, t.encoding) for t in stored)
-    out.print(
+    typer.echo(
         f"{matcher.template_count} templates of {matcher.elder_count} elders; "
         f"threshold {config.face.threshold}, min margin {config.face.min_margin}"
     )
     for photo in photos:
         image = load_image(photo)
         if image is None:
-            out.print(f"{photo}: cannot read")
+            typer.echo(f"{photo}: cannot read")
             continue
         image = fit_photo(image)
         boxes = detect_faces(image, scale=1.0, upsample=1)
         if not boxes:
-            out.print(f"{photo}: no face")
+            typer.echo(f"{photo}: no face")
         for i, box in enumerate(boxes):
             encoding = encode_face(image, box)
             decision = matcher.match(encoding)
             who = decision.elder_id if isinstance(decision, Match) else "none"
             kind = type(decision).__name__.lower()
-            out.print(
+            typer.echo(
                 f"{photo} face {i + 1} ({box.size} px): {who} [{kind}] "
                 f"distance {decision.distance:.3f} margin {decision.margin:.3f}"
             )
@@ -127,7 +123,7 @@ def identify(
                 d = float(np.linalg.norm(t.encoding - encoding))
                 per_elder[t.elder_id] = min(d, per_elder.get(t.elder_id, d))
             for elder, d in sorted(per_elder.items(), key=lambda kv: kv[1])[:NEAREST_SHOWN]:
-                out.print(f"    {elder}: {d:.3f}")
+                typer.echo(f"    {elder}: {d:.3f}")
 
 
 def unenroll(
@@ -140,7 +136,7 @@ def unenroll(
         deleted = templates.delete_elder(elder_id)
     finally:
         store.close()
-    out.print(f"deleted {deleted} face template(s) of {elder_id}")
+    typer.echo(f"deleted {deleted} face template(s) of {elder_id}")
 
 
 def register(app: typer.Typer) -> None:

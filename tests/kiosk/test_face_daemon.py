@@ -8,6 +8,7 @@ and none for anybody else; with him not enrolled (other elders are), none at all
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import signal
 import subprocess
@@ -152,7 +153,7 @@ def test_clip_checks_in_lin_exactly_once_and_nobody_else(
     assert row.distance is not None and row.distance <= 0.45
     assert row.margin is not None and row.margin >= 0.08
     assert row.liveness == "off"  # the default, for the licence reason in config.yaml
-    print(f"\nface worker after the clip: {face}")  # timings for the report (pytest -s)
+    logging.getLogger(__name__).warning("face worker after the clip: %s", face)  # timings
 
 
 def test_clip_checks_in_nobody_when_lin_is_not_enrolled(

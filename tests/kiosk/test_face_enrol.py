@@ -1,0 +1,248 @@
+"""Enrolment with consent and quality gates, templates encrypted at rest, the face CLI.
+
+Real dlib on the photos in ../shared/faces (skipped where absent). Every photo is read and
+enrolled once per module; each test works on its own copy of that database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from kiosk.app import open_store
+from kiosk.cli import app
+from kiosk.face.dataset import ENV_VAR, find_face_data
+from kiosk.face_enrol import Enrolled, Enroller, EnrolRefusal, EnrolRefused, load_image
+from kiosk.face_templates import FaceKey, FaceKeyError, TemplateStore
+from models.roster import apply_rows
+from tests.conftest import BASE_CONFIG, TZ, elder_row
+
+NOW = dt.datetime(2026, 12, 2, 10, 0, tzinfo=TZ)
+TRAIN = {  # elder id -> enrolment photos (the five people of train/)
+    "E0001": ["train/obama/obama.jpg", "train/obama/obama2.jpg"],
+    "E0002": ["train/biden/biden.jpg", "train/biden/biden2.jpg"],
+    "E0003": ["train/alex_lacamoire/img1.jpg"],
+    "E0004": ["train/kit_harington/john1.jpeg", "train/kit_harington/john2.jpeg"],
+    "E0005": ["train/rose_leslie/img1.jpg", "train/rose_leslie/img2.jpg"],
+}
+
+
+@pytest.fixture(scope="module")
+def faces() -> Path:
+    root = find_face_data()
+    if root is None:
+        pytest.skip(f"face photos not found: expected ../shared/faces or ${ENV_VAR}")
+    return root
+
+
+def new_data_dir(path: Path, n_elders: int = 7) -> Path:
+    store = open_store(path)
+    apply_rows(store, [elder_row(n) for n in range(1, n_elders + 1)], NOW, source="test")
+    store.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def enrolled_dir(tmp_path_factory: pytest.TempPathFactory, faces: Path) -> Path:
+    """A data dir with the five people of train/ enrolled as E0001-E0005 (E0006/7 not)."""
+    data = new_data_dir(tmp_path_factory.mktemp("enrolled") / "data")
+    store = open_store(data)
+    enroller = Enroller(TemplateStore(store, FaceKey.load(data)), 0.45, 0.08)
+    for elder, photos in TRAIN.items():
+        for photo in photos:
+            result = enroller.enrol(elder, load_image(faces / photo), "同意书-2026-001", NOW)
+            assert isinstance(result, Enrolled), (photo, result)
+    store.close()
+    return data
+
+
+@pytest.fixture
+def data(enrolled_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "data"
+    shutil.copytree(enrolled_dir, copy)
+    return copy
+
+
+@pytest.fixture
+def enroller(data: Path) -> Enroller:
+    store = open_store(data)
+    yield Enroller(TemplateStore(store, FaceKey.load(data)), 0.45, 0.08)
+    store.close()
+
+
+def refused(result: object, reason: EnrolRefusal) -> EnrolRefused:
+    assert isinstance(result, EnrolRefused), result
+    assert result.reason is reason, result
+    assert result.message  # a sentence the caregiver can act on
+    return result
+
+
+# ------------------------------------------------------------------ gates
+
+
+def test_group_photo_is_refused(enroller: Enroller, faces: Path) -> None:
+    result = enroller.enrol("E0006", load_image(faces / "two_people.jpg"), "c-1", NOW)
+    assert "2张人脸" in refused(result, EnrolRefusal.SEVERAL_FACES).message
+
+
+def test_tiny_face_is_refused(enroller: Enroller, faces: Path) -> None:
+    image = load_image(faces / "lin-manuel-miranda.png")
+    assert image is not None
+    tiny = cv2.resize(image, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    result = refused(enroller.enrol("E0006", tiny, "c-1", NOW), EnrolRefusal.FACE_TOO_SMALL)
+    assert "px" in result.detail
+
+
+def test_blurred_copy_is_refused_and_the_sharp_original_accepted(
+    enroller: Enroller, faces: Path
+) -> None:
+    image = load_image(faces / "lin-manuel-miranda.png")
+    assert image is not None
+    blurred = cv2.GaussianBlur(image, (0, 0), 3)
+    refused(enroller.enrol("E0006", blurred, "c-1", NOW), EnrolRefusal.BLURRED)
+    assert isinstance(enroller.enrol("E0006", image, "c-1", NOW), Enrolled)
+
+
+def test_the_same_face_under_another_elder_is_refused(enroller: Enroller, faces: Path) -> None:
+    obama = load_image(faces / "test/obama1.jpg")  # Obama is enrolled as E0001
+    result = refused(enroller.enrol("E0006", obama, "c-1", NOW), EnrolRefusal.DUPLICATE)
+    assert "E0001" in result.message
+    # ...while another photo of the same elder is a welcome extra template.
+    assert isinstance(enroller.enrol("E0001", obama, "c-1", NOW), Enrolled)
+
+
+def test_consent_roster_and_readability_are_checked_first(enroller: Enroller, faces: Path) -> None:
+    image = load_image(faces / "lin-manuel-miranda.png")
+    refused(enroller.enrol("E0006", image, "  ", NOW), EnrolRefusal.NO_CONSENT)
+    refused(enroller.enrol("E9999", image, "c-1", NOW), EnrolRefusal.UNKNOWN_ELDER)
+    refused(enroller.enrol("E0006", None, "c-1", NOW), EnrolRefusal.UNREADABLE)
+    blank = np.full((480, 640, 3), 128, np.uint8)
+    refused(enroller.enrol("E0006", blank, "c-1", NOW), EnrolRefusal.NO_FACE)
+
+
+# ------------------------------------------------------------------ identification
+
+
+def test_test_photos_identified_and_strangers_not_matched(data: Path, faces: Path) -> None:
+    from kiosk.face.detect import detect_faces
+    from kiosk.face.encode import encode_face
+    from kiosk.face.matcher import FaceMatcher, Match
+    from kiosk.face_enrol import fit_photo
+
+    store = open_store(data)
+    stored = TemplateStore(store, FaceKey.load(data)).all()
+    store.close()
+    matcher = FaceMatcher(0.45, 0.08)
+    matcher.set_roster((t.elder_id, t.encoding) for t in stored)
+
+    def largest(rel: str) -> object:
+        image = fit_photo(load_image(faces / rel))
+        return matcher.match(encode_face(image, detect_faces(image, 1.0, 1)[0]))
+
+    probes = {
+        "test/obama1.jpg": "E0001",
+        "test/obama3.jpg": "E0001",
+        "test/alex_lacamoire1.jpg": "E0003",
+        "test/johnsnow_test1.jpg": "E0004",
+    }
+    for rel, elder in probes.items():
+        decision = largest(rel)
+        assert isinstance(decision, Match) and decision.elder_id == elder, (rel, decision)
+    for rel in ("lin-manuel-miranda.png", "crowd/2008_002506.jpg", "crowd/bald_guys.jpg"):
+        image = fit_photo(load_image(faces / rel))
+        for box in detect_faces(image, 1.0, 1):
+            decision = matcher.match(encode_face(image, box))
+            assert not isinstance(decision, Match), (rel, decision)
+
+
+# ------------------------------------------------------------------ encryption at rest
+
+
+def test_templates_are_encrypted_at_rest_with_the_key_outside_the_db(
+    tmp_path: Path, faces: Path
+) -> None:
+    data = new_data_dir(tmp_path / "data")
+    store = open_store(data)
+    templates = TemplateStore(store, FaceKey.load(data))
+    key_file = data / "keys" / "face.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    enroller = Enroller(templates, 0.45, 0.08)
+    result = enroller.enrol("E0001", load_image(faces / "train/obama/obama.jpg"), "c-1", NOW)
+    assert isinstance(result, Enrolled)
+    (stored,) = templates.all()
+    store.close()
+
+    raw = b"".join(p.read_bytes() for p in data.glob("kiosk.db*"))
+    vector = stored.encoding
+    for dtype in ("<f4", "<f8", ">f4"):
+        assert np.asarray(vector, dtype=dtype)[:4].tobytes() not in raw
+    assert key_file.read_bytes().strip() not in raw
+    assert FaceKey.load(data).raw not in raw
+
+    # Another key: a clear error naming the key, not garbage vectors.
+    store = open_store(data)
+    wrong = TemplateStore(store, FaceKey(b"\x01" * 32, "test"))
+    with pytest.raises(FaceKeyError, match="encrypted with key"):
+        wrong.all()
+    store.close()
+
+
+def test_key_from_the_environment_is_used_and_no_key_file_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KIOSK_FACE_KEY", "ab" * 32)
+    key = FaceKey.load(tmp_path)
+    assert key.raw == b"\xab" * 32 and key.where == "credential"
+    assert not (tmp_path / "keys").exists()
+    monkeypatch.setenv("KIOSK_FACE_KEY", "too short")
+    with pytest.raises(FaceKeyError, match="32 bytes"):
+        FaceKey.load(tmp_path)
+
+
+def test_a_blob_moved_to_another_elder_does_not_decrypt(tmp_path: Path) -> None:
+    from kiosk.face_templates import decrypt, encrypt
+
+    key = FaceKey(b"\x02" * 32, "test")
+    blob = encrypt(key, "E0001", np.arange(128, dtype=np.float32))
+    assert decrypt(key, "E0001", blob)[5] == 5.0
+    with pytest.raises(FaceKeyError):
+        decrypt(key, "E0002", blob)
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_cli_enroll_identify_unenroll(tmp_path: Path, faces: Path) -> None:
+    data = new_data_dir(tmp_path / "data")
+    config = tmp_path / "config.yaml"
+    config.write_text(BASE_CONFIG, encoding="utf-8")
+    runner = CliRunner()
+    base = ["--config", str(config), "--data-dir", str(data)]
+
+    ok = runner.invoke(
+        app, [*base, "enroll", "E0001", str(faces / "train/obama/obama.jpg"), "--consent", "C-7"]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "已登记 E0001" in ok.output
+    group = runner.invoke(
+        app, [*base, "enroll", "E0002", str(faces / "two_people.jpg"), "--consent", "C-8"]
+    )
+    assert group.exit_code == 1
+    assert "several_faces" in group.output
+    no_consent = runner.invoke(app, [*base, "enroll", "E0002", str(faces / "two_people.jpg")])
+    assert no_consent.exit_code == 2  # --consent is required
+
+    found = runner.invoke(app, [*base, "identify", str(faces / "test/obama1.jpg")])
+    assert found.exit_code == 0, found.output
+    assert "E0001 [match] distance 0." in found.output
+    stranger = runner.invoke(app, [*base, "identify", str(faces / "lin-manuel-miranda.png")])
+    assert "none [unknown]" in stranger.output
+
+    gone = runner.invoke(app, [*base, "unenroll", "E0001"])
+    assert "deleted 1 face template(s) of E0001" in gone.output
