@@ -205,6 +205,46 @@ def roster_import(
 
 
 @app.command()
+def provision(
+    ctx: typer.Context,
+    platform: Annotated[str, typer.Option("--platform", help="county platform base URL")],
+    token: Annotated[str, typer.Option("--token", help="one-time provisioning token")],
+    device_id: Annotated[str | None, typer.Option("--device-id", help="default: config")] = None,
+    credentials_dir: Annotated[
+        Path | None,
+        typer.Option("--credentials-dir", help="default: /etc/haolinju-kiosk/credentials"),
+    ] = None,
+) -> None:
+    """Register this terminal with the platform: signing key, device token (0600). Safe twice."""
+    from kiosk.provision import ProvisionError
+    from kiosk.provision import provision as do_provision
+
+    context: Context = ctx.obj
+    config = context.config()
+    device_id = device_id or config.device.device_id
+    if device_id != config.device.device_id:
+        typer.echo(
+            f"--device-id {device_id} differs from device.device_id "
+            f"{config.device.device_id} in {context.config_path}; make them the same first",
+            err=True,
+        )
+        raise typer.Exit(2)
+    cred_dir = credentials_dir or Path("/etc/haolinju-kiosk/credentials")
+    try:
+        done = do_provision(platform, device_id, config.site.point_id, token, cred_dir)
+    except ProvisionError as exc:
+        typer.echo(f"provisioning failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    state = "registered now" if done.newly_registered else "already provisioned, unchanged"
+    out.print(f"[bold]{state}[/]. Write down for the county's device register:")
+    out.print(f"  device id      {done.device_id}")
+    out.print(f"  meal point     {done.point_id}")
+    out.print(f"  platform       {done.platform}")
+    out.print(f"  key fingerprint {done.fingerprint}")
+    out.print(f"  credentials    {done.credentials_dir} (device-key, device-token; mode 0600)")
+
+
+@app.command()
 def doctor(ctx: typer.Context) -> None:
     """Check config, database, disk, clock, readers (and the card on them), camera, backlog."""
     from rich.table import Table

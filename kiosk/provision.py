@@ -1,0 +1,97 @@
+"""`kiosk provision`: register a terminal with the county platform, once, safely twice.
+
+Generates the device's Ed25519 signing key, registers its public key with the platform (which
+answers with the device's bearer token), and stores key and token as 0600 files in the
+credentials directory that systemd's LoadCredential= reads. Running it again on a provisioned
+terminal changes nothing and prints the same summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from base64 import b64decode
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from sync.signing import load_or_generate_device_key
+
+KEY_NAME = "device-key"
+TOKEN_NAME = "device-token"
+TIMEOUT_S = 15.0
+
+
+class ProvisionError(Exception):
+    """Provisioning failed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    device_id: str
+    point_id: str
+    platform: str
+    fingerprint: str  # of the public key, for the technician's sheet and the county's records
+    credentials_dir: Path
+    newly_registered: bool
+
+
+def fingerprint(public_key_b64: str) -> str:
+    digest = hashlib.sha256(b64decode(public_key_b64)).hexdigest()[:20].upper()
+    return "-".join(digest[i : i + 4] for i in range(0, len(digest), 4))
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """Atomically, 0600 from creation: a token is never readable by others, not even briefly."""
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    partial.replace(path)
+
+
+def provision(
+    platform: str, device_id: str, point_id: str, operator_token: str, credentials_dir: Path
+) -> Provisioned:
+    credentials_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key_path, token_path = credentials_dir / KEY_NAME, credentials_dir / TOKEN_NAME
+    # install.sh leaves empty placeholders so that LoadCredential= finds the files.
+    if key_path.exists() and key_path.stat().st_size == 0:
+        key_path.unlink()
+    key = load_or_generate_device_key(key_path)
+    result = Provisioned(
+        device_id, point_id, platform, fingerprint(key.public_key_b64), credentials_dir, False
+    )
+    if token_path.exists() and token_path.read_text().strip():
+        return result  # already provisioned: nothing to do, nothing overwritten
+
+    try:
+        resp = httpx.post(
+            f"{platform.rstrip('/')}/v1/devices",
+            json={"device_id": device_id, "point_id": point_id, "public_key": key.public_key_b64},
+            headers={"Authorization": f"Bearer {operator_token}"},
+            timeout=TIMEOUT_S,
+        )
+    except httpx.HTTPError as exc:
+        raise ProvisionError(f"cannot reach the platform at {platform}: {exc}") from None
+    if resp.status_code == 409:
+        raise ProvisionError(
+            f"the platform already has a device {device_id} with another key; this terminal has "
+            f"no token for it. Ask the county to retire {device_id}, or use a new device id."
+        )
+    if resp.status_code in (401, 403):
+        raise ProvisionError("the platform refused the provisioning token (check --token)")
+    if resp.status_code != 201:
+        raise ProvisionError(f"registration failed: HTTP {resp.status_code}: {resp.text[:200]}")
+    try:
+        token = str(resp.json()["token"])
+    except (ValueError, KeyError, TypeError):
+        raise ProvisionError("the platform's answer has no device token") from None
+    _write_secret(token_path, token)
+    return Provisioned(
+        device_id, point_id, platform, result.fingerprint, credentials_dir, newly_registered=True
+    )
