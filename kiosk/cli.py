@@ -276,6 +276,10 @@ from kiosk.sync_cli import register as register_sync  # noqa: E402
 
 register_sync(app)
 
+from kiosk.caregiver_cli import register as register_caregiver  # noqa: E402
+
+register_caregiver(app)
+
 
 def main() -> None:
     app(prog_name="kiosk")

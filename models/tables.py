@@ -153,3 +153,69 @@ class AuditEvent(Base):
 
 def row_to_dict(row: Base) -> dict[str, Any]:
     return {c.key: getattr(row, c.key) for c in row.__mapper__.column_attrs}
+
+
+# ----------------------------------------------------------------------------- caregiver UI
+# (kiosk/caregivers.py, kiosk/notices.py, kiosk/ledgers.py; migration 0003)
+
+
+class Caregiver(Base):
+    """A caregiver (养老护理员) or the person in charge (负责人) of the meal point.
+
+    The PIN is kept only as a salted scrypt hash (`scrypt$n$r$p$salt$hash`, hex). Failed PINs
+    count up and lock the caregiver until `locked_until`; a good PIN resets the count."""
+
+    __tablename__ = "caregiver"
+
+    caregiver_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    role: Mapped[str] = mapped_column(String(16), default="caregiver")  # caregiver | in_charge
+    pin_hash: Mapped[str] = mapped_column(String(256))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(AwareDateTime())
+    created_at: Mapped[dt.datetime] = mapped_column(AwareDateTime())
+
+
+class MenuItem(Base):
+    """每周食谱: the dishes of one slot on one day (entered here or received from the platform)."""
+
+    __tablename__ = "menu_item"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    slot: Mapped[str] = mapped_column(String(16), primary_key=True)
+    dishes: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(16), default="local")  # local | platform
+    updated_at: Mapped[dt.datetime] = mapped_column(AwareDateTime())
+
+
+class FoodSample(Base):
+    """Daily food-safety ledger entry (留样台账): a sample of each meal kept, by whom, when."""
+
+    __tablename__ = "food_sample"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service_date: Mapped[dt.date] = mapped_column(Date, index=True)
+    slot: Mapped[str] = mapped_column(String(16))
+    dishes: Mapped[str] = mapped_column(Text, default="")
+    sample_kept: Mapped[bool] = mapped_column(Boolean, default=True)
+    caregiver_id: Mapped[str] = mapped_column(ForeignKey("caregiver.caregiver_id"))
+    at: Mapped[dt.datetime] = mapped_column(AwareDateTime())
+    note: Mapped[str] = mapped_column(Text, default="")
+    uploaded_at: Mapped[dt.datetime | None] = mapped_column(AwareDateTime())
+
+
+class SafetyInspection(Base):
+    """Weekly safety inspection ledger (安全隐患排查台账): checklist, problems, fixes."""
+
+    __tablename__ = "safety_inspection"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    week_start: Mapped[dt.date] = mapped_column(Date, index=True)  # the Monday
+    checks: Mapped[str] = mapped_column(Text, default="{}")  # JSON {item: "ok" | "problem"}
+    problems: Mapped[str] = mapped_column(Text, default="")
+    fixed: Mapped[str] = mapped_column(Text, default="")
+    caregiver_id: Mapped[str] = mapped_column(ForeignKey("caregiver.caregiver_id"))
+    at: Mapped[dt.datetime] = mapped_column(AwareDateTime())
+    uploaded_at: Mapped[dt.datetime | None] = mapped_column(AwareDateTime())

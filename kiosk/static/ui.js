@@ -58,3 +58,11 @@ if (document.querySelector("[data-live=missing]")) {
   });
   setInterval(refreshMissing, 30000);
 }
+
+// On-screen PIN pad (the touchscreen may have no keyboard).
+for (const b of document.querySelectorAll(".pinpad [data-digit]")) {
+  b.addEventListener("click", () => {
+    const pin = document.getElementById("pin");
+    pin.value = b.dataset.digit === "clear" ? "" : (pin.value + b.dataset.digit).slice(0, 8);
+  });
+}
