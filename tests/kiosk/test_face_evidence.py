@@ -90,9 +90,13 @@ def photos() -> dict[str, Any]:
 
 
 def face_services(
-    tmp_path: Path, clock: Clock, mode: str, photos: dict[str, Any] | None = None
+    tmp_path: Path,
+    clock: Clock,
+    mode: str,
+    photos: dict[str, Any] | None = None,
+    liveness: str = "off",
 ) -> tuple[KioskServices, FakeCamera]:
-    config = parse_config(BASE_CONFIG + f"face: {{card_evidence: {mode}}}\n")
+    config = parse_config(BASE_CONFIG + f"face: {{card_evidence: {mode}, liveness: {liveness}}}\n")
     store = Store(tmp_path / "data" / "kiosk.db")
     store.upgrade_schema()
     services = build_services(
@@ -253,3 +257,29 @@ def test_self_check_fails_for_a_dead_or_hung_worker_not_for_a_missing_camera(
     stop.set()
     worker.join()
     assert worker.problem(15) == "face worker thread stopped"
+
+
+def test_a_still_photo_repeated_as_video_fails_blink_liveness_in_the_worker(
+    tmp_path: Path, clock: Clock, photos: dict[str, Any]
+) -> None:
+    """The enrolled elder's photo held to the camera: matched, but it never blinks, so after
+    the liveness timeout the worker says 未通过活体检测 and nothing is recorded."""
+    services, camera = face_services(tmp_path, clock, "off", photos, liveness="blink")
+    worker = services.face
+    assert worker is not None and worker.pipeline.landmarks
+    stop = threading.Event()
+    worker.start(stop)
+    deadline = time.monotonic() + 15
+    try:
+        while time.monotonic() < deadline:
+            camera.show(photos["obama_frame"])  # the same frame, again and again
+            events = services.bus.recent("checkin", 5)
+            if events:
+                break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        worker.join()
+    assert [e.data["refusal"] for e in events] == [Refusal.LIVENESS_FAILED]
+    assert events[0].data["elder_id"] is None  # no name shown for a face that was not proven
+    assert last_record(services) is None
