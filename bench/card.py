@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,7 +91,6 @@ class Lane:
 
 
 def _lane(name: str, folder: Path, naive: bool, elders: int, readers: Any = None) -> Lane:
-    from hardware.simulated import SimulatedReader
     from kiosk.app import build_services, open_store
     from kiosk.config import ReaderConfig
 
@@ -123,9 +121,7 @@ def _sequential(lanes: list[Lane], taps: int) -> dict[str, list[float]]:
     return out
 
 
-def _burst(
-    lanes: list[Lane], seconds: float, rate: float
-) -> dict[str, dict[str, float]]:
+def _burst(lanes: list[Lane], seconds: float, rate: float) -> dict[str, dict[str, float]]:
     """`rate` taps/s to every lane for `seconds` (lanes staggered by half a period)."""
     before = {lane.name: lane.records() for lane in lanes}
     period = 1.0 / rate
@@ -180,7 +176,9 @@ def run(ctx: Context) -> list[Row]:
         lat = _sequential(lanes, taps)
         o, b = lat["ours"], lat["baseline"]
         common = {"bench": "card", "unit": "ms", "baseline_label": BASELINE_LABEL, "n": taps}
-        rows.append(Row(metric="simulated tap->record+event p50", ours=p50(o), baseline=p50(b), **common))  # type: ignore[arg-type]
+        rows.append(
+            Row(metric="simulated tap->record+event p50", ours=p50(o), baseline=p50(b), **common)
+        )  # type: ignore[arg-type]
         rows.append(
             Row(metric="simulated tap->record+event p99", ours=p99(o), baseline=p99(b),
                 budget=BUDGET, **common)  # type: ignore[arg-type]
@@ -311,7 +309,7 @@ def _card_class() -> Any:
     return module.VirtualCard
 
 
-def _pcsc(ctx: Context, elders: int) -> list[Row]:
+def _pcsc(ctx: Context, elders: int) -> list[Row]:  # noqa: PLR0912, PLR0915
     why = _pcsc_available()
     if why:
         ctx.note(f"PC/SC rows skipped: {why} (apt-get install pcscd vsmartcard-vpcd).")
@@ -367,7 +365,12 @@ def _pcsc(ctx: Context, elders: int) -> list[Row]:
                     results[lane.name]["presented"].append((t_event - t0) * 1000)
                 _wait_empty(READERS[slot])
         o, b = results["ours"], results["baseline"]
-        common: dict[str, Any] = {"bench": "card", "unit": "ms", "baseline_label": BASELINE_LABEL, "n": taps}
+        common: dict[str, Any] = {
+            "bench": "card",
+            "unit": "ms",
+            "baseline_label": BASELINE_LABEL,
+            "n": taps,
+        }
         ctx.note(
             "PC/SC: a VirtualCard on pcscd's vpcd reader (slot 0 ours, slot 1 baseline); "
             "'UID read -> event' starts when PcscReader delivers the UID; 'card presented -> "
@@ -375,9 +378,12 @@ def _pcsc(ctx: Context, elders: int) -> list[Row]:
             f"Taps not accepted (vpcd artefacts, left out of the figures): {misreads}."
         )
         return [
-            Row(metric="PC/SC UID read->record+event p50", ours=p50(o["delivered"]), baseline=p50(b["delivered"]), **common),
-            Row(metric="PC/SC UID read->record+event p99", ours=p99(o["delivered"]), baseline=p99(b["delivered"]), budget=BUDGET, **common),
-            Row(metric="PC/SC card presented->event p50", ours=p50(o["presented"]), baseline=p50(b["presented"]), **common),
+            Row(metric="PC/SC UID read->record+event p50", ours=p50(o["delivered"]),
+                baseline=p50(b["delivered"]), **common),
+            Row(metric="PC/SC UID read->record+event p99", ours=p99(o["delivered"]),
+                baseline=p99(b["delivered"]), budget=BUDGET, **common),
+            Row(metric="PC/SC card presented->event p50", ours=p50(o["presented"]),
+                baseline=p50(b["presented"]), **common),
         ]  # fmt: skip
     finally:
         for lane in lanes:
@@ -406,4 +412,3 @@ def _wait_empty(reader: str, timeout: float = 3.0) -> None:
             time.sleep(0.02)
     finally:
         scard.SCardReleaseContext(context)
-

@@ -102,7 +102,7 @@ def roster(frames: list[tuple[str, np.ndarray]]) -> tuple[list[str], np.ndarray]
     return ids, np.vstack([np.array(encs, dtype=np.float32).reshape(-1, 128), filler])
 
 
-def run(ctx: Context) -> list[Row]:
+def run(ctx: Context) -> list[Row]:  # noqa: PLR0915
     import face_recognition
 
     from kiosk.face import FaceMatcher
@@ -119,8 +119,12 @@ def run(ctx: Context) -> list[Row]:
     pipeline = FacePipeline()  # the kiosk defaults (docs/face.md)
     reps = ctx.size(1, 3)
 
-    ours: dict[str, list[float]] = {k: [] for k in ("convert", "detect", "encode", "match", "total")}
-    base: dict[str, list[float]] = {k: [] for k in ("convert", "detect", "encode", "match", "total")}
+    ours: dict[str, list[float]] = {
+        k: [] for k in ("convert", "detect", "encode", "match", "total")
+    }
+    base: dict[str, list[float]] = {
+        k: [] for k in ("convert", "detect", "encode", "match", "total")
+    }
     one_face_ours: list[float] = []
     one_face_base: list[float] = []
 
@@ -145,7 +149,9 @@ def run(ctx: Context) -> list[Row]:
 
     def run_base(frame: np.ndarray) -> int:
         t0 = time.perf_counter()
-        rgb = np.ascontiguousarray(frame[:, :, ::-1])  # README: frame[:, :, ::-1] (+ the copy new dlib needs)
+        rgb = np.ascontiguousarray(
+            frame[:, :, ::-1]
+        )  # README: frame[:, :, ::-1] (+ the copy new dlib needs)
         t1 = time.perf_counter()
         locations = face_recognition.face_locations(rgb)
         t2 = time.perf_counter()
@@ -166,8 +172,8 @@ def run(ctx: Context) -> list[Row]:
     # Warm-up: model files, dlib's first-call allocations.
     run_ours(frames[0][1])
     run_base(frames[0][1])
-    for key in ours:
-        ours[key].clear()
+    for key, values in ours.items():
+        values.clear()
         base[key].clear()
     one_face_ours.clear()
 
@@ -191,7 +197,8 @@ def run(ctx: Context) -> list[Row]:
             rows.append(Row(metric=f"{stage} p99", ours=p99(ours[stage]),
                             baseline=p99(base[stage]), n=len(ours[stage]), **common))  # fmt: skip
     rows.append(Row(metric="frame->decision, one face, p50", ours=p50(one_face_ours),
-                    baseline=p50(one_face_base), budget=BUDGET, n=len(one_face_ours), **common))  # fmt: skip
+                    baseline=p50(one_face_base), budget=BUDGET, n=len(one_face_ours),
+                    **common))  # fmt: skip
     rows.append(Row(metric="frame->decision, one face, p99", ours=p99(one_face_ours),
                     baseline=p99(one_face_base), n=len(one_face_ours), **common))  # fmt: skip
     rows.append(Row(metric="frame->decision, any frame, p50", ours=p50(ours["total"]),

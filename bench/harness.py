@@ -11,8 +11,8 @@ Nothing here is a test: the test suite only runs `--quick` once to prove the har
 
 from __future__ import annotations
 
-import cProfile
 import contextlib
+import cProfile
 import datetime as dt
 import io
 import json
@@ -94,9 +94,13 @@ class Row:
     def ratio(self) -> float | None:
         if self.baseline is None or math.isnan(self.baseline) or math.isnan(self.ours):
             return None
-        num, den = (self.ours, self.baseline) if self.higher_is_better else (
-            self.baseline,
-            self.ours,
+        num, den = (
+            (self.ours, self.baseline)
+            if self.higher_is_better
+            else (
+                self.baseline,
+                self.ours,
+            )
         )
         if den == 0:
             return math.inf if num > 0 else None
@@ -265,7 +269,8 @@ def machine_record() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "sqlite": _sqlite_version(),
         "env": {
-            k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")
+            k: os.environ.get(k)
+            for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")
         },
     }
     try:
@@ -314,6 +319,7 @@ def machine_record() -> dict[str, Any]:
             capture_output=True,
             text=True,
             timeout=5,
+            check=False,
         ).stdout.strip()
     return record
 
@@ -448,7 +454,7 @@ def run(
 # ----------------------------------------------------------------------------- output
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(value: float | None) -> str:  # noqa: PLR0911
     if value is None:
         return "-"
     if math.isnan(value):
@@ -502,7 +508,7 @@ def machine_line(m: dict[str, Any]) -> str:
     )
 
 
-def markdown(report: Report) -> str:
+def markdown(report: Report) -> str:  # noqa: PLR0912
     lines = [
         f"# Benchmark results ({'quick' if report.quick else 'full'} run)",
         "",

@@ -36,7 +36,9 @@ def _bodies(side: Any, sizes: list[int]) -> list[bytes]:
     for size in sizes:
         chunk = records[pos : pos + size]
         pos += size
-        batch = RecordBatch(device_id=side.device_id, sent_at=dt.datetime.now(dt.UTC), records=chunk)
+        batch = RecordBatch(
+            device_id=side.device_id, sent_at=dt.datetime.now(dt.UTC), records=chunk
+        )
         bodies.append(gzip.compress(batch.model_dump_json().encode(), compresslevel=6))
     return bodies
 
