@@ -280,6 +280,7 @@ class KioskConfig(Strict):
     readers: Readers = Field(default_factory=list)
     roster: RosterConfig = Field(default_factory=RosterConfig)
     camera: CameraConfig = Field(default_factory=CameraConfig)
+    face: FaceConfig = Field(default_factory=FaceConfig)
     platform: PlatformConfig = Field(default_factory=PlatformConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     speech: SpeechConfig = Field(default_factory=SpeechConfig)
@@ -316,7 +317,6 @@ class ConfigError(Exception):
 def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
     """Map every key path in the YAML document to its 1-based line."""
     out.setdefault(path, node.start_mark.line + 1)
-    face: FaceConfig = Field(default_factory=FaceConfig)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             child = (*path, key.value)
