@@ -32,7 +32,9 @@ from kiosk.face_worker import FaceWorker
 from kiosk.maintenance import StoreDamagedError, backup_dir
 from kiosk.sdnotify import Notifier
 from kiosk.services import KioskServices
+from kiosk.sync_jobs import start_sync
 from models.db import Store
+from sync.scheduler import SyncJobs
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,7 @@ class Daemon:
         self._web_thread = threading.Thread(target=self.server.run, name="web", daemon=True)
         self._camera_thread: threading.Thread | None = None
         self.notifier = Notifier()
+        self.sync: SyncJobs | None = None
         # Feed the watchdog well inside its interval (systemd sets WATCHDOG_USEC).
         wd = self.notifier.watchdog_s
         self._tick_s = min(SUPERVISOR_TICK_S, wd / 4) if wd else SUPERVISOR_TICK_S
@@ -177,6 +180,10 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_signal)
         self.services.readers.start(card_tap_handler(self.services), self.stop)
         self._start_face()
+        self.sync, why_not = start_sync(self.services)
+        self.services.sync_state = self.sync.runner.state if self.sync else why_not
+        if why_not:
+            log.warning("sync off: %s", why_not)
         self._web_thread.start()
         web = self.services.config.web
         if not self._wait_for_web():
@@ -241,6 +248,8 @@ class Daemon:
         self.notifier.stopping()
         self.services.bus.publish("status", {"state": "stopping"})  # wakes the SSE streams
         self.server.should_exit = True
+        if self.sync is not None:
+            self.sync.shutdown()
         self._web_thread.join(timeout=10)
         self.services.readers.join()
         if self.services.face is not None:

@@ -224,6 +224,12 @@ class PlatformConfig(Strict):
     url: str | None = None  # county platform base URL; None = offline only
     upload_interval_s: int = Field(default=60, ge=5, le=86400)
     batch_size: int = Field(default=500, ge=1, le=5000)
+    checkpoint_interval_s: int = Field(default=60, ge=5, le=86400)
+    roster_interval_s: int = Field(default=900, ge=30, le=86400)
+    heartbeat_interval_s: int = Field(default=300, ge=10, le=86400)
+    # The platform's Ed25519 public key (base64) that signs rosters; without it no roster is
+    # pulled (an unverifiable roster must never be applied).
+    public_key: str | None = Field(default=None, min_length=40, max_length=64)
 
     @field_validator("url")
     @classmethod

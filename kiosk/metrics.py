@@ -62,7 +62,9 @@ class Metrics:
             with services.store.read() as s:
                 pending, rejected, failing, oldest = s.execute(
                     select(
-                        func.count().filter(Outbox.uploaded_at.is_(None)),
+                        func.count().filter(
+                            Outbox.uploaded_at.is_(None), Outbox.rejected_reason.is_(None)
+                        ),
                         func.count().filter(Outbox.rejected_reason.is_not(None)),
                         func.count().filter(
                             Outbox.last_error.is_not(None), Outbox.uploaded_at.is_(None)
@@ -89,10 +91,11 @@ class Metrics:
         metric("kiosk_reader_up", "gauge", "1 if the card reader is ready.",
                [({"reader": name}, int(str(st.state) == "ok"))
                 for name, st in services.readers.statuses().items()])  # fmt: skip
-        camera = services.health().get("camera", {})
+        health = services.health()
+        camera = health.get("camera", {})
         metric("kiosk_camera_up", "gauge", "1 if the camera delivers frames (0 if disabled).",
                [({}, int(camera.get("state") == "ok"))])  # fmt: skip
-        face = camera.get("face") if isinstance(camera, dict) else None
+        face = health.get("face")
         if isinstance(face, dict):
             metric("kiosk_face_decision_ms", "summary", "Frame to decision latency.",
                    [({"quantile": q}, face.get(k)) for q, k in

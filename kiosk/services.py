@@ -44,6 +44,8 @@ class KioskServices:
     camera: Camera | None = None
     face: FaceWorker | None = None
     card_evidence: Any = None  # kiosk.card_evidence.CardEvidence when face.card_evidence != off
+    # sync.scheduler.SyncState while uploads run, else the reason they don't (set by Daemon).
+    sync_state: Any = None
 
     def now(self) -> dt.datetime:
         return self.checkin.now()
@@ -54,8 +56,11 @@ class KioskServices:
         pending = rejected = None
         try:
             with self.store.read() as session:
+                # Rejected records are kept, not queued: they wait for a person, not the uploader.
                 pending = session.scalar(
-                    select(func.count()).select_from(Outbox).where(Outbox.uploaded_at.is_(None))
+                    select(func.count())
+                    .select_from(Outbox)
+                    .where(Outbox.uploaded_at.is_(None), Outbox.rejected_reason.is_(None))
                 )
                 rejected = session.scalar(
                     select(func.count())
@@ -88,6 +93,11 @@ class KioskServices:
             problems.append(CAMERA_PROBLEMS.get(camera["state"], "摄像头未就绪"))
         if face["state"] == "error":
             problems.append("刷脸不可用")
+        sync = self._sync_health()
+        if sync.get("last_error"):
+            problems.append("数据上传失败，记录已保存在本机")
+        if rejected:
+            problems.append(f"{rejected} 条记录被平台退回，请联系管理员")
         return {
             "status": "error" if not db["ok"] else ("degraded" if problems else "ok"),
             "problems": problems,
@@ -101,6 +111,20 @@ class KioskServices:
             "face": face,
             "queue_depth": pending,
             "rejected": rejected,
+            "sync": sync,
+        }
+
+    def _sync_health(self) -> dict[str, Any]:
+        state = self.sync_state
+        if state is None or isinstance(state, str):
+            return {"state": "off", "detail": state or "not started"}
+        last = state.last_success_at
+        return {
+            "state": "error" if state.last_error else "ok",
+            "last_success_at": last.isoformat() if last else None,
+            "last_error": state.last_error,
+            "roster_version": state.roster_version,
+            "checkpoint_conflict": state.checkpoint_conflict,
         }
 
     def _camera_health(self) -> dict[str, Any]:

@@ -1,0 +1,73 @@
+"""The daemon uploads on its own: provisioned terminal + reference platform, end to end."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kiosk.provision import provision
+from tests.conftest import elder_row
+from tests.kiosk.daemon_proc import start_daemon, stop_daemon
+from tests.sync.conftest import ADMIN_TOKEN, Platform
+
+pytestmark = pytest.mark.slow
+
+
+def test_tapped_meal_reaches_the_platform_and_leaves_the_queue(
+    tmp_path: Path, sqlite_platform: Platform
+) -> None:
+    cred = tmp_path / "cred"
+    provision(sqlite_platform.url, "proc-test", "ZY-T", ADMIN_TOKEN, cred)
+    platform_cfg = f"platform: {{url: {sqlite_platform.url}, upload_interval_s: 5, checkpoint_interval_s: 5}}\n"
+    proc, base = start_daemon(
+        tmp_path,
+        [elder_row(1)],
+        env={"CREDENTIALS_DIRECTORY": str(cred)},
+        extra_config=platform_cfg,
+    )
+    try:
+        assert (
+            httpx.post(f"{base}/api/simulate/tap", json={"uid": elder_row(1).card_uid}).status_code
+            == 202
+        )
+        deadline = time.monotonic() + 30
+        health: dict = {}
+        while time.monotonic() < deadline:
+            health = httpx.get(f"{base}/api/health").json()
+            if health["sync"].get("last_success_at") and health["queue_depth"] == 0:
+                break
+            time.sleep(0.5)
+        assert health["sync"]["state"] == "ok", health
+        assert health["queue_depth"] == 0, health
+        stored = sqlite_platform.records("proc-test")
+        assert stored["count"] == stored["distinct_ids"] == 1, stored
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        stop_daemon(proc)
+
+
+def test_unprovisioned_daemon_serves_and_says_why_sync_is_off(tmp_path: Path) -> None:
+    proc, base = start_daemon(
+        tmp_path, [elder_row(1)], env={"CREDENTIALS_DIRECTORY": str(tmp_path / "none")},
+        extra_config="platform: {url: 'http://127.0.0.1:9'}\n",
+    )  # fmt: skip
+    try:
+        httpx.post(f"{base}/api/simulate/tap", json={"uid": elder_row(1).card_uid})
+        deadline = time.monotonic() + 10
+        while (
+            time.monotonic() < deadline and httpx.get(f"{base}/api/headcount").json()["served"] < 1
+        ):
+            time.sleep(0.1)
+        health = httpx.get(f"{base}/api/health").json()
+        assert health["sync"] == {
+            "state": "off",
+            "detail": "not provisioned (no device token): run `kiosk provision`",
+        }
+        assert health["queue_depth"] == 1  # recorded, waiting
+    finally:
+        stop_daemon(proc)
