@@ -32,6 +32,7 @@ from kiosk.face_worker import FaceWorker
 from kiosk.maintenance import StoreDamagedError, backup_dir
 from kiosk.sdnotify import Notifier
 from kiosk.services import KioskServices
+from kiosk.speech import start_speech
 from kiosk.sync_jobs import start_sync
 from models.db import Store
 from sync.scheduler import SyncJobs
@@ -179,6 +180,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.services.readers.start(card_tap_handler(self.services), self.stop)
+        start_speech(self.services, self.stop)  # spoken prompts; never blocks a check-in
         self._start_face()
         self.sync, why_not = start_sync(self.services)
         self.services.sync_state = self.sync.runner.state if self.sync else why_not
