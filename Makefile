@@ -76,6 +76,10 @@ pytest: setup
 
 test: lint pytest
 
+# Benchmarks against the budgets in DESIGN.md (several minutes); results in bench/results/.
+bench: setup
+	$(UV) run --locked kiosk bench
+
 # Production terminals: dlib compiled against OpenBLAS, cached as a wheel so it builds once.
 DLIB_VERSION := 20.0.1
 WHEEL_CACHE := $(HOME)/.cache/haolinju-kiosk/wheels

@@ -107,15 +107,18 @@ def demo(
     ctx: typer.Context,
     port: Annotated[int, typer.Option(help="web port")] = 8080,
     pace: Annotated[float, typer.Option(help="mean seconds between simulated taps")] = 4.0,
+    platform: Annotated[
+        bool, typer.Option(help="run the reference county platform and upload to it")
+    ] = True,
 ) -> None:
-    """Run a demo kiosk: seeded roster, simulated reader, temporary data."""
+    """Run a demo kiosk: seeded roster, simulated reader, reference platform, temporary data."""
     from kiosk.demo import run_demo
 
     context: Context = ctx.obj
     config = context.config()
     setup_logging(config.logging.level)
     with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as tmp:
-        raise typer.Exit(run_demo(config, Path(tmp), port, pace))
+        raise typer.Exit(run_demo(config, Path(tmp), port, pace, with_platform=platform))
 
 
 @db_app.command("upgrade")
@@ -279,6 +282,10 @@ register_sync(app)
 from kiosk.caregiver_cli import register as register_caregiver  # noqa: E402
 
 register_caregiver(app)
+
+from kiosk.bench_cli import register as register_bench  # noqa: E402
+
+register_bench(app)
 
 
 def main() -> None:

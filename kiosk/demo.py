@@ -16,6 +16,7 @@ from pathlib import Path
 from hardware.simulated import SimulatedReader, tap_at_human_pace
 from kiosk.app import Daemon, build_services
 from kiosk.config import KioskConfig, ReaderConfig, SlotConfig
+from kiosk.demo_platform import DemoPlatform
 from kiosk.roster_import import mask_id_number
 from kiosk.schedule import open_slot
 from models.roster import RosterRow, apply_rows
@@ -69,22 +70,41 @@ def demo_config(config: KioskConfig, port: int, now: dt.datetime) -> KioskConfig
     )
 
 
-def run_demo(config: KioskConfig, data_dir: Path, port: int, pace_s: float) -> int:
+def run_demo(
+    config: KioskConfig, data_dir: Path, port: int, pace_s: float, with_platform: bool = True
+) -> int:
     now = dt.datetime.now(config.site.tz)
     config = demo_config(config, port, now)
-    reader = SimulatedReader("demo-reader")
-    services = build_services(config, data_dir, readers=[(config.readers[0], reader)])
-    roster = demo_roster()
-    apply_rows(services.store, roster, now, source="demo")
-    queue = [r.card_uid for r in roster if r.card_uid]
-    random.Random(1).shuffle(queue)
-    queue.insert(3, queue[1])  # someone taps twice
-    queue.insert(6, UNKNOWN_CARD)  # a visitor's bus card
-    daemon = Daemon(services)
-    feeder = threading.Thread(
-        target=tap_at_human_pace, args=(reader, queue, daemon.stop, pace_s), daemon=True
-    )
-    feeder.start()
-    log.info("demo data in %s", data_dir)
-    print(f"\n  Haolinju Kiosk demo: open http://{config.web.host}:{port}/  (Ctrl-C to stop)\n")  # noqa: T201
-    return daemon.run()
+    platform = DemoPlatform(data_dir) if with_platform else None
+    if platform is not None:
+        public_key = platform.start()
+        platform.provision_kiosk(config.device.device_id, config.site.point_id)
+        config = config.model_copy(
+            update={
+                "platform": config.platform.model_copy(
+                    update={"url": platform.url, "public_key": public_key, "upload_interval_s": 10}
+                )
+            }
+        )
+    try:
+        reader = SimulatedReader("demo-reader")
+        services = build_services(config, data_dir, readers=[(config.readers[0], reader)])
+        roster = demo_roster()
+        apply_rows(services.store, roster, now, source="demo")
+        queue = [r.card_uid for r in roster if r.card_uid]
+        random.Random(1).shuffle(queue)
+        queue.insert(3, queue[1])  # someone taps twice
+        queue.insert(6, UNKNOWN_CARD)  # a visitor's bus card
+        daemon = Daemon(services)
+        feeder = threading.Thread(
+            target=tap_at_human_pace, args=(reader, queue, daemon.stop, pace_s), daemon=True
+        )
+        feeder.start()
+        log.info("demo data in %s", data_dir)
+        where = f"; uploads to the reference platform at {platform.url}" if platform else ""
+        url = f"http://{config.web.host}:{port}/"
+        print(f"\n  Haolinju Kiosk demo: open {url}{where}  (Ctrl-C to stop)\n")  # noqa: T201
+        return daemon.run()
+    finally:
+        if platform is not None:
+            platform.stop()
