@@ -34,6 +34,7 @@ from kiosk.sdnotify import Notifier
 from kiosk.services import KioskServices
 from kiosk.speech import start_speech
 from kiosk.sync_jobs import start_sync
+from kiosk.timesync import clock_synchronised
 from models.db import Store
 from sync.scheduler import SyncJobs
 
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 DB_FILE = "kiosk.db"
 SUPERVISOR_TICK_S = 1.0
+CLOCK_CHECK_S = 60.0
 # A face worker without a heartbeat for this long is hung (dlib stuck, a deadlock): the
 # self-check fails so systemd restarts us. One frame takes ~0.1 s; its idle wait is 0.5 s.
 FACE_STALL_S = 15.0
@@ -194,7 +196,11 @@ class Daemon:
         url = f"http://{web.host}:{web.port}/"
         log.info("kiosk %s serving on %s", self.services.config.device.device_id, url)
         self.notifier.ready(f"serving on {url}")
+        next_clock_check = 0.0
         while not self.stop.wait(self._tick_s):
+            if time.monotonic() >= next_clock_check:
+                self._check_clock()
+                next_clock_check = time.monotonic() + CLOCK_CHECK_S
             problem = self.self_check()
             if problem is None:
                 # Only a loop that just proved the daemon healthy may feed the watchdog: a
@@ -205,6 +211,14 @@ class Daemon:
                 if not self._web_thread.is_alive():
                     return self.shutdown(exit_code=1)
         return self.shutdown()
+
+    def _check_clock(self) -> None:
+        synced = clock_synchronised()
+        unsynced = synced is False
+        if unsynced != self.services.checkin.clock_unsynced:
+            log.warning("system clock %s", "NOT synchronised" if unsynced else "synchronised")
+        self.services.checkin.clock_unsynced = unsynced
+        self.services.clock_synced = synced
 
     def _start_face(self) -> None:
         camera, face = self.services.camera, self.services.face

@@ -145,6 +145,8 @@ class CheckinService:
         self.store = store
         self.bus = bus
         self._clock = clock or (lambda: dt.datetime.now(config.site.tz))
+        # Set by the daemon from kiosk.timesync: records made on a clock known to be wrong say so.
+        self.clock_unsynced = False
 
     def now(self) -> dt.datetime:
         return self._clock()
@@ -243,7 +245,9 @@ class CheckinService:
             distance=req.distance,
             margin=req.margin,
             liveness=req.liveness,
-            flags=",".join(sorted(req.flags)),
+            flags=",".join(
+                sorted(req.flags | ({"clock_unsynced"} if self.clock_unsynced else set()))
+            ),
             caregiver_id=req.caregiver_id,
             reason=req.reason,
         )

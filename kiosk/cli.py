@@ -97,7 +97,7 @@ def run(ctx: typer.Context) -> None:
 
     context: Context = ctx.obj
     config = context.config()
-    setup_logging(config.logging.level)
+    setup_logging(config.logging)
     services = build_services(config, context.data_dir, store=context.store())
     raise typer.Exit(Daemon(services).run())
 
@@ -116,7 +116,7 @@ def demo(
 
     context: Context = ctx.obj
     config = context.config()
-    setup_logging(config.logging.level)
+    setup_logging(config.logging)
     with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as tmp:
         raise typer.Exit(run_demo(config, Path(tmp), port, pace, with_platform=platform))
 
@@ -166,7 +166,7 @@ def maintenance(ctx: typer.Context) -> None:
     from kiosk.maintenance import nightly
 
     context: Context = ctx.obj
-    setup_logging(context.config().logging.level)
+    setup_logging(context.config().logging)
     store = context.store()
     try:
         report = nightly(store, context.data_dir)

@@ -239,8 +239,13 @@ class PlatformConfig(Strict):
         return value
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
 class LoggingConfig(Strict):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    level: LogLevel = "INFO"
+    # Per-module levels, e.g. {sync: DEBUG, hardware.pcsc_reader: DEBUG} while diagnosing.
+    levels: dict[str, LogLevel] = Field(default_factory=dict)
 
 
 class SpeechConfig(Strict):

@@ -46,6 +46,7 @@ class KioskServices:
     card_evidence: Any = None  # kiosk.card_evidence.CardEvidence when face.card_evidence != off
     # sync.scheduler.SyncState while uploads run, else the reason they don't (set by Daemon).
     sync_state: Any = None
+    clock_synced: bool | None = None  # from kiosk.timesync; None = cannot tell
 
     def now(self) -> dt.datetime:
         return self.checkin.now()
@@ -93,6 +94,8 @@ class KioskServices:
             problems.append(CAMERA_PROBLEMS.get(camera["state"], "摄像头未就绪"))
         if face["state"] == "error":
             problems.append("刷脸不可用")
+        if self.clock_synced is False:
+            problems.append("时钟未同步，请检查网络")
         sync = self._sync_health()
         if sync.get("last_error"):
             problems.append("数据上传失败，记录已保存在本机")
@@ -112,6 +115,7 @@ class KioskServices:
             "queue_depth": pending,
             "rejected": rejected,
             "sync": sync,
+            "clock_synchronised": self.clock_synced,
         }
 
     def _sync_health(self) -> dict[str, Any]:

@@ -166,3 +166,10 @@ def test_metrics_in_prometheus_format(client: TestClient, services: KioskService
     samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
     assert float(samples["kiosk_oldest_unsent_age_seconds"]) >= 0
     assert all(float(v) >= 0 for v in samples.values())  # every sample is "name{labels} value"
+
+
+def test_unsynchronised_clock_is_shown(client: TestClient, services: KioskServices) -> None:
+    services.clock_synced = False
+    body = client.get("/api/health").json()
+    assert body["clock_synchronised"] is False
+    assert "时钟未同步，请检查网络" in body["problems"]

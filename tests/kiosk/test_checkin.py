@@ -218,3 +218,13 @@ def test_unique_constraint_is_enforced_by_the_database(services: KioskServices) 
             )
     finally:
         conn.close()
+
+
+def test_records_made_on_an_unsynchronised_clock_are_flagged(services: KioskServices) -> None:
+    services.checkin.clock_unsynced = True
+    result = services.checkin.check_in(card(1))
+    services.checkin.clock_unsynced = False
+    later = services.checkin.check_in(card(2))
+    with services.store.read() as s:
+        assert s.get(MealRecord, result.record_id).flags == "clock_unsynced"
+        assert s.get(MealRecord, later.record_id).flags == ""

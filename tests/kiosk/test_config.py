@@ -173,15 +173,22 @@ def test_validate_config_command_exit_codes(tmp_path: Path) -> None:
 
 
 def test_reader_options_are_checked_against_the_reader_kind() -> None:
-    text = BASE_CONFIG + "  - {kind: serial, name: door, device: /dev/ttyS0, options: {baud: 9600}}\n"
+    text = (
+        BASE_CONFIG + "  - {kind: serial, name: door, device: /dev/ttyS0, options: {baud: 9600}}\n"
+    )
     assert problems(text) == [
         "config.yaml:16 readers[1]: unknown option(s) baud for a serial reader; allowed: "
         "baudrate, checksum, frame, read_timeout_s, repeat_holdoff_s, retry_initial_s, retry_max_s"
     ]
     good = parse_config(
-        BASE_CONFIG + "  - {kind: serial, name: door, device: /dev/ttyS0, options: {baudrate: 115200}}\n"
+        BASE_CONFIG
+        + "  - {kind: serial, name: door, device: /dev/ttyS0, options: {baudrate: 115200}}\n"
     )
-    assert good.readers[1].reader_params() == {"name": "door", "baudrate": 115200, "port": "/dev/ttyS0"}
+    assert good.readers[1].reader_params() == {
+        "name": "door",
+        "baudrate": 115200,
+        "port": "/dev/ttyS0",
+    }
 
 
 def test_every_reader_kind_builds_from_config_without_touching_devices() -> None:
@@ -196,3 +203,21 @@ def test_every_reader_kind_builds_from_config_without_touching_devices() -> None
     readers = {cfg.name: build_reader(cfg) for cfg in config.readers}
     assert sorted(readers) == ["desk", "nfc", "rs485", "usb"]
     assert all(r.name == name for name, r in readers.items())
+
+
+def test_per_module_log_levels() -> None:
+    import logging
+
+    from kiosk.logs import setup_logging
+
+    config = parse_config(BASE_CONFIG + "logging: {level: WARNING, levels: {sync: DEBUG}}\n")
+    setup_logging(config.logging)
+    try:
+        assert logging.getLogger().level == logging.WARNING
+        assert logging.getLogger("sync").level == logging.DEBUG
+        assert logging.getLogger("sync.uploader").getEffectiveLevel() == logging.DEBUG
+    finally:
+        logging.getLogger("sync").setLevel(logging.NOTSET)
+    assert problems(BASE_CONFIG + "logging: {levels: {sync: LOUD}}\n") == [
+        "config.yaml:16 logging.levels.sync: Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"
+    ]
