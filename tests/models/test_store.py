@@ -162,3 +162,37 @@ def test_committed_record_survives_sigkill(tmp_path: Path) -> None:
     finally:
         store.close()
     assert not (tmp_path / "kiosk.db-journal").exists()
+
+
+def test_upgrade_from_the_first_released_schema_keeps_records_and_backs_up(
+    tmp_path: Path,
+) -> None:
+    """A terminal still on schema 0001 with records: the new version migrates it forward."""
+    from models.migrate import upgrade
+
+    store = Store(tmp_path / "kiosk.db")
+    upgrade(store._writer, "0001")
+    with sqlite3.connect(store.db_path) as conn:  # as the first release wrote them
+        conn.execute(
+            "INSERT INTO elder (elder_id, name, id_number_masked, group_name, contact_phone,"
+            " pinyin_initials, status, agreement_signed, updated_at)"
+            " VALUES ('E1', '王秀英', '', '', '', 'WXY', 'active', 1, ?)",
+            (NOW.isoformat(),),
+        )
+    add_records = [append(store, day=d) for d in (1, 2)]
+    store.close()
+
+    migrated = open_store(tmp_path)
+    try:
+        assert migrated.schema_revision() == head_revision() != "0001"
+        with migrated.read() as s:
+            rows = [row_to_dict(r) for r in s.scalars(select(MealRecord).order_by(MealRecord.seq))]
+        assert [r["record_id"] for r in rows] == [r.record_id for r in add_records]
+        assert verify_chain(rows) == []
+    finally:
+        migrated.close()
+    backups = list((tmp_path / "backups").glob("pre-migrate-0001-*.db"))
+    assert len(backups) == 1
+    with sqlite3.connect(backups[0]) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+        assert conn.execute("SELECT count(*) FROM meal_record").fetchone()[0] == 2
