@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from kiosk.app import open_store
+from models.db import Store
 from models.roster import RosterRow, apply_rows
 from tests.conftest import REPO
 
@@ -70,12 +72,18 @@ def start_daemon(
     env: dict[str, str] | None = None,
     extra_config: str = "",
     readers: str = SIMULATED_READER,
+    prepare: Callable[[Store, Path], None] | None = None,
 ) -> tuple[subprocess.Popen[str], str]:
-    """Seed the roster, start `kiosk run`, wait until /api/health answers; (process, base URL)."""
+    """Seed the roster, start `kiosk run`, wait until /api/health answers; (process, base URL).
+
+    `prepare(store, data_dir)` runs before the daemon starts (e.g. to enrol faces).
+    """
     port = free_port()
     config = write_config(tmp_path, port, extra_config, readers)
     store = open_store(tmp_path / "data")
     apply_rows(store, roster, dt.datetime.now(dt.UTC), source="test")
+    if prepare is not None:
+        prepare(store, tmp_path / "data")
     store.close()
     proc = subprocess.Popen(
         kiosk_command(config, tmp_path / "data", "run"),

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +24,10 @@ from kiosk.app import open_store
 from kiosk.face.dataset import CLIP, ENV_VAR, find_face_data
 from kiosk.face_enrol import Enrolled, Enroller, load_image
 from kiosk.face_templates import FaceKey, TemplateStore
-from models.roster import apply_rows
+from models.db import Store
 from models.tables import MealRecord
-from tests.conftest import REPO, elder_row
-from tests.kiosk.daemon_proc import free_port, noon_zone
+from tests.conftest import elder_row
+from tests.kiosk.daemon_proc import start_daemon
 
 pytestmark = pytest.mark.slow
 
@@ -46,42 +44,18 @@ def faces() -> Path:
 
 def start_kiosk(tmp_path: Path, faces: Path, enrol: dict[str, str]) -> tuple[Any, str, Path]:
     """A data dir with three elders, the given photos enrolled, and a running daemon."""
-    data = tmp_path / "data"
-    store = open_store(data)
-    now = dt.datetime.now(dt.UTC)
-    apply_rows(
-        store,
-        [elder_row(1, name="林"), elder_row(2, name="奥"), elder_row(3, name="拜")],
-        now,
-        source="test",
-    )
-    enroller = Enroller(TemplateStore(store, FaceKey.load(data)), 0.45, 0.08)
-    for elder, photo in enrol.items():
-        result = enroller.enrol(elder, load_image(faces / photo), "consent-test", now)
-        assert isinstance(result, Enrolled), result
-    store.close()
-    port = free_port()
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"""\
-site: {{point_id: ZY-T, name: 刷脸测试小院, timezone: {noon_zone()}}}
-device: {{device_id: face-test}}
-meal:
-  slots: [{{name: lunch, start: "10:00", end: "14:00"}}]
-web: {{port: {port}}}
-readers: [{{kind: simulated, name: desk}}]
-camera: {{enabled: true, source: "{faces / CLIP}", loop: false}}
-""",
-        encoding="utf-8",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kiosk", "--config", str(config), "--data-dir", str(data), "run"],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    return proc, f"http://127.0.0.1:{port}", data
+
+    def enrol_photos(store: Store, data: Path) -> None:
+        enroller = Enroller(TemplateStore(store, FaceKey.load(data)), 0.45, 0.08)
+        for elder, photo in enrol.items():
+            now = dt.datetime.now(dt.UTC)
+            result = enroller.enrol(elder, load_image(faces / photo), "consent-test", now)
+            assert isinstance(result, Enrolled), result
+
+    roster = [elder_row(1, name="林"), elder_row(2, name="奥"), elder_row(3, name="拜")]
+    camera = f'camera: {{enabled: true, source: "{faces / CLIP}", loop: false}}\n'
+    proc, base = start_daemon(tmp_path, roster, extra_config=camera, prepare=enrol_photos)
+    return proc, base, tmp_path / "data"
 
 
 def play_clip(proc: subprocess.Popen[str], base: str) -> dict[str, Any]:
