@@ -115,4 +115,7 @@ def set_pin(ctx: typer.Context, caregiver_id: str, pin: PinOption) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from kiosk.export_cli import register as register_export
+
     app.add_typer(caregiver_app, name="caregiver")
+    register_export(app)  # `kiosk export monthly`: the caregiver's other command-line job

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from kiosk.api import caregiver, manual, missing
+from kiosk.api import caregiver, manual, missing, notices
 from kiosk.api.ui_common import NeedsCaregiver, login_redirect_url
 
-ROUTERS = [missing.router, caregiver.router, manual.router]
+ROUTERS = [missing.router, caregiver.router, manual.router, notices.router]
 
 
 async def _needs_caregiver(request: Request, exc: Exception) -> Response:

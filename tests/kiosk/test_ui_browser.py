@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.kiosk.daemon_proc import stop_daemon
 from tests.kiosk.ui_browser import (
+    ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
     PIN,
@@ -125,3 +127,43 @@ def test_the_page_survives_a_daemon_restart(page, kiosk: Kiosk) -> None:  # type
     page.wait_for_function(
         "document.getElementById('last-name').textContent.includes('张桂兰')", timeout=5000
     )
+
+
+def test_the_monthly_list_prints_and_exports(page, kiosk: Kiosk, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    import openpyxl
+
+    # the seeded lunches were the last five days: the month of yesterday has some of them
+    today = httpx.get(f"{kiosk.base}/api/headcount").json()["service_date"]
+    yesterday = dt.date.fromisoformat(today) - dt.timedelta(days=1)
+    page.goto(f"{kiosk.base}/notices/monthly?month={yesterday:%Y-%m}")
+    total = int(page.text_content("#total-meals"))
+    elders = int(page.text_content("#total-elders"))
+    assert total >= 3 and elders >= 3
+    check_legible(page)
+    shot(page, "monthly")
+    pdf = page.pdf(format="A4", landscape=True, print_background=True)
+    assert pdf.startswith(b"%PDF") and len(pdf) > 5000
+    (ARTIFACTS / "monthly.pdf").write_bytes(pdf)
+    page.emulate_media(media="print")  # what the PDF shows, as a picture to look at
+    page.set_viewport_size({"width": 1123, "height": 794})  # A4 landscape at 96 dpi
+    shot(page, "monthly-print")
+    page.emulate_media(media="screen")
+    page.set_viewport_size(VIEWPORT)
+    with page.expect_download() as download:
+        page.click("#xlsx-link")
+    path = tmp_path / "monthly.xlsx"
+    download.value.save_as(path)
+    rows = list(openpyxl.load_workbook(path).active.iter_rows(values_only=True))
+    meals_col = rows[1].index("用餐总次数")
+    assert rows[-1][0] == "合计" and rows[-1][meals_col] == total
+    assert len(rows) - 3 == elders
+    assert sum(r[meals_col] for r in rows[2:-1]) == total
+
+
+def test_the_notice_board(page, kiosk: Kiosk) -> None:  # type: ignore[no-untyped-def]
+    page.goto(kiosk.base + "/notices")
+    assert "赵丽华" in page.text_content(".board")
+    check_legible(page)
+    shot(page, "notices")
