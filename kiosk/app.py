@@ -139,6 +139,11 @@ def card_tap_handler(services: KioskServices) -> Callable[[ReaderConfig, CardTap
         except InvalidUid as exc:
             services.checkin.refuse_invalid_card(tap.uid, cfg.name, str(exc))
             return
+        # The card-binding screen is waiting for a card: this tap binds, it does not check in.
+        if bound := services.card_binding.try_bind(services.store, uid, services.now()):
+            services.bus.publish("card_bind", bound.as_event())
+            log.info("card %s on %s for binding: %s", uid, cfg.name, bound.outcome)
+            return
         req = CheckinRequest(Method.CARD, service=cfg.service, card_uid=uid, reader=cfg.name)
         if services.card_evidence is not None:
             req = services.card_evidence.apply(req)  # face seen? -> card+face or a flag
@@ -182,7 +187,8 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.services.readers.start(card_tap_handler(self.services), self.stop)
-        start_speech(self.services, self.stop)  # spoken prompts; never blocks a check-in
+        # spoken prompts; never blocks a check-in
+        self.services.speaker = start_speech(self.services, self.stop)
         self._start_face()
         self.sync, why_not = start_sync(self.services)
         self.services.sync_state = self.sync.runner.state if self.sync else why_not

@@ -147,6 +147,15 @@ class Enroller:
         )
         return Enrolled(elder_id, template_id, box.size, sharpness, existing + 1)
 
+    def check_photo(self, image_rgb: NDArray[np.uint8]) -> EnrolRefused | None:
+        """The photo gates alone, storing nothing (the live preview's quality hint): None when
+        this photo would pass them."""
+        try:
+            self._check_photo(fit_photo(image_rgb))
+        except _Refuse as refusal:
+            return EnrolRefused("", refusal.reason, refusal.message, refusal.detail)
+        return None
+
     def _check_request(self, elder_id: str, consent_ref: str) -> int:
         """Consent, roster, template count; returns the elder's template count."""
         if not consent_ref.strip():

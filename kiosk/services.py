@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hardware.camera import Camera
 from kiosk import __version__
+from kiosk.card_binding import CardBinding
 from kiosk.checkin import CheckinService
 from kiosk.config import KioskConfig
 from kiosk.devices import ReaderHub
@@ -47,6 +48,9 @@ class KioskServices:
     # sync.scheduler.SyncState while uploads run, else the reason they don't (set by Daemon).
     sync_state: Any = None
     clock_synced: bool | None = None  # from kiosk.timesync; None = cannot tell
+    speaker: Any = None  # hardware.speaker.Speaker while spoken prompts run (set by Daemon)
+    # The short binding window of the card-binding screen (consumed by the tap handler).
+    card_binding: CardBinding = field(default_factory=CardBinding)
 
     def now(self) -> dt.datetime:
         return self.checkin.now()
@@ -116,7 +120,15 @@ class KioskServices:
             "rejected": rejected,
             "sync": sync,
             "clock_synchronised": self.clock_synced,
+            "speaker": self._speaker_health(),
         }
+
+    def _speaker_health(self) -> dict[str, Any]:
+        if not self.config.speech.enabled:
+            return {"state": "disabled"}
+        if self.speaker is None:
+            return {"state": "unknown", "detail": "not started"}
+        return dict(self.speaker.status())
 
     def _sync_health(self) -> dict[str, Any]:
         state = self.sync_state

@@ -29,10 +29,18 @@ def start_sync(services: KioskServices) -> tuple[SyncJobs | None, str]:
         return None, "not provisioned (no device token): run `kiosk provision`"
 
     def extras() -> HeartbeatExtras:
+        from kiosk.ledgers import heartbeat_summary
+
         health = services.health()
+        try:
+            safety = heartbeat_summary(services.store, services.now())
+        except Exception:  # a ledger problem must never stop the heartbeat itself
+            log.exception("safety ledger summary for the heartbeat failed")
+            safety = None
         return HeartbeatExtras(
             readers={name: r["state"] for name, r in health["readers"].items()},
             camera=str(health["camera"].get("state", "unknown")),
+            safety=safety,
         )
 
     try:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, select
 
 from models.db import Store
 from models.records import chain_head
 from models.tables import MealRecord, Outbox
-from sync.wire import Heartbeat, Location
+from sync.wire import Heartbeat, Location, SafetyLedger
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class HeartbeatExtras:
     caregivers_on_duty: list[str] = field(default_factory=list)
     readers: dict[str, str] = field(default_factory=dict)
     camera: str = "unknown"
+    # The safety ledgers (sync.wire.SafetyLedger as plain data), or None to send none.
+    safety: dict[str, Any] | None = None
 
 
 def build_heartbeat(
@@ -74,4 +77,5 @@ def build_heartbeat(
         readers=more.readers,
         camera=more.camera,
         chain_head_seq=head_seq,
+        safety=SafetyLedger.model_validate(more.safety) if more.safety is not None else None,
     )

@@ -221,6 +221,41 @@ class Location(Wire):
     longitude: float = Field(ge=-180, le=180)
 
 
+class FoodSampleEntry(Wire):
+    """One 留样 entry: a sample of a meal's dishes kept (or why not), by which caregiver."""
+
+    service_date: dt.date
+    slot: str = Field(max_length=16)
+    dishes: str = Field(max_length=500)
+    sample_kept: bool
+    sampled_at: AwareDatetime
+    stored_until: AwareDatetime
+    caregiver_id: str = Field(max_length=64)
+    note: str = Field(default="", max_length=500)
+
+
+class InspectionEntry(Wire):
+    """One weekly safety inspection: item -> "ok" | "problem", what was found and fixed."""
+
+    week_start: dt.date  # the Monday
+    checks: dict[str, str] = Field(max_length=20)
+    problems: str = Field(default="", max_length=500)
+    fixed: str = Field(default="", max_length=500)
+    caregiver_id: str = Field(max_length=64)
+    inspected_at: AwareDatetime
+
+
+class SafetyLedger(Wire):
+    """The safety ledgers (安监台账) of the last days; the platform keeps entries by their key
+    (date + slot, week), so the same entry sent again replaces itself."""
+
+    food_sample_today: bool
+    inspection_this_week: bool
+    open_problems: int = Field(ge=0)  # problems found and not (yet) written as fixed
+    food_samples: list[FoodSampleEntry] = Field(default_factory=list, max_length=100)
+    inspections: list[InspectionEntry] = Field(default_factory=list, max_length=10)
+
+
 class Heartbeat(Wire):
     """POST /v1/heartbeat: how the terminal is doing. No personal data beyond caregiver ids."""
 
@@ -237,6 +272,7 @@ class Heartbeat(Wire):
     readers: dict[str, str] = Field(default_factory=dict)  # name -> state
     camera: str = "unknown"
     chain_head_seq: int = Field(ge=0)
+    safety: SafetyLedger | None = None  # optional: kiosks before the ledgers do not send it
 
 
 class HeartbeatAck(Wire):

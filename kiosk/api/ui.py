@@ -5,10 +5,17 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from kiosk.api import caregiver, manual, missing, notices
+from kiosk.api import caregiver, enrol, manual, missing, notices, safety
 from kiosk.api.ui_common import NeedsCaregiver, login_redirect_url
 
-ROUTERS = [missing.router, caregiver.router, manual.router, notices.router]
+ROUTERS = [
+    missing.router,
+    caregiver.router,
+    manual.router,
+    notices.router,
+    safety.router,  # safety ledgers (安监台账) and the check-in status bar
+    enrol.router,  # face enrolment and card binding
+]
 
 
 async def _needs_caregiver(request: Request, exc: Exception) -> Response:

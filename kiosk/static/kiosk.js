@@ -65,19 +65,38 @@ async function refreshHeadcount() {
   }
 }
 
-const STATUS_TEXT = { ok: "正常", degraded: "部分设备异常", error: "故障" };
+const STATUS_TEXT = { ok: "正常", warn: "请留意", bad: "需要处理" };
+const STATE_MARK = { ok: "✓", off: "–", warn: "!", bad: "✗" };
+
+// The status bar: every part of the terminal in plain words; below it what to do, if anything.
+function renderStatusBar(bar) {
+  const el = $("status");
+  el.className = "status status-" + bar.state;
+  el.textContent = STATUS_TEXT[bar.state] || bar.state;
+  $("status-items").replaceChildren(
+    ...bar.items.map((item) => {
+      const li = document.createElement("li");
+      li.className = "item item-" + item.state;
+      li.dataset.key = item.key;
+      const mark = document.createElement("span");
+      mark.className = "mark";
+      mark.textContent = STATE_MARK[item.state] || "";
+      li.append(mark, document.createTextNode(item.text));
+      return li;
+    }),
+  );
+  const todo = $("status-todo");
+  todo.textContent = bar.todo.join("；");
+  todo.hidden = bar.todo.length === 0;
+  const reminder = $("reminder");
+  reminder.textContent = bar.reminders.length ? "提醒：" + bar.reminders.join("；") : "";
+  reminder.hidden = bar.reminders.length === 0;
+}
 
 async function refreshHealth() {
   try {
-    const resp = await fetch("/api/health", { cache: "no-store" });
-    const h = await resp.json();
-    const el = $("status");
-    el.className = "status status-" + h.status;
-    el.textContent = STATUS_TEXT[h.status] || h.status;
-    const problems = h.problems || [];
-    el.title = problems.join("；");
-    $("problems").textContent = problems.join("；");
-    $("problems").hidden = problems.length === 0;
+    const resp = await fetch("/api/statusbar", { cache: "no-store" });
+    if (resp.ok) renderStatusBar(await resp.json());
   } catch (e) {
     /* shown by the offline banner */
   }

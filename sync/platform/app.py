@@ -38,6 +38,7 @@ from sync.platform.tables import (
     Record,
     RosterEntry,
     RosterVersion,
+    SafetyEntryRow,
 )
 from sync.wire import (
     BatchResult,
@@ -260,6 +261,8 @@ def _record_routes(app: FastAPI, state: PlatformState) -> None:
                 session.add(row)
             row.received_at = now.isoformat()
             row.body = hb.model_dump_json()
+            if hb.safety is not None:
+                _store_safety(session, device.device_id, hb, now)
         return HeartbeatAck(server_time=now)
 
 
@@ -390,6 +393,17 @@ def _operator_routes(app: FastAPI, state: PlatformState) -> None:
                 for a in session.scalars(query)
             ]
 
+    @app.get("/v1/admin/devices/{device_id}/safety")
+    def device_safety(_: OperatorDep, device_id: str) -> list[dict[str, Any]]:
+        """The safety ledger entries a device has sent (留样 and weekly inspections)."""
+        with state.sessions() as session:
+            rows = session.scalars(
+                select(SafetyEntryRow)
+                .where(SafetyEntryRow.device_id == device_id)
+                .order_by(SafetyEntryRow.kind, SafetyEntryRow.key)
+            ).all()
+            return [{"kind": r.kind, "key": r.key, **json.loads(r.body)} for r in rows]
+
     @app.get("/v1/admin/devices/{device_id}/records")
     def device_records(_: OperatorDep, device_id: str) -> dict[str, Any]:
         """Counts and chain check of one device's stored records (for auditors and tests)."""
@@ -410,6 +424,22 @@ def _operator_routes(app: FastAPI, state: PlatformState) -> None:
             "seqs": [r.seq for r in rows],
             "broken_links": broken,
         }
+
+
+def _store_safety(session: Session, device_id: str, hb: Heartbeat, now: dt.datetime) -> None:
+    """Upsert the ledger entries of a heartbeat by their key (re-sent entries replace)."""
+    assert hb.safety is not None
+    entries: list[tuple[str, str, BaseModel]] = [
+        ("food_sample", f"{e.service_date.isoformat()}/{e.slot}", e) for e in hb.safety.food_samples
+    ]
+    entries += [("inspection", e.week_start.isoformat(), e) for e in hb.safety.inspections]
+    for kind, key, entry in entries:
+        row = session.get(SafetyEntryRow, (device_id, kind, key))
+        if row is None:
+            row = SafetyEntryRow(device_id=device_id, kind=kind, key=key)
+            session.add(row)
+        row.received_at = now.isoformat()
+        row.body = entry.model_dump_json()
 
 
 def _bearer(authorization: str | None) -> str:

@@ -108,6 +108,19 @@ class RosterVersion(PlatformBase):
     version: Mapped[int] = mapped_column(Integer)
 
 
+class SafetyEntryRow(PlatformBase):
+    """Safety ledger entries (留样, weekly inspection) from heartbeats, one row per key:
+    kind "food_sample" keyed "2026-12-02/lunch", kind "inspection" keyed by the week's Monday."""
+
+    __tablename__ = "safety_entry"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    received_at: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+
+
 class HeartbeatRow(PlatformBase):
     """The latest heartbeat of each device (history is the log's job)."""
 
