@@ -181,6 +181,16 @@ class Speaker:
             capture_output=True,
             timeout=TTS_TIMEOUT_S,
         )
+        # espeak-ng exits 0 even when the disk filled under it: a truncated WAV must never
+        # enter the cache, or every later prompt using it fails until someone deletes it.
+        try:
+            with wave.open(str(partial), "rb") as w:
+                complete = w.getnframes() > 0
+        except (EOFError, wave.Error):
+            complete = False
+        if not complete:
+            partial.unlink(missing_ok=True)
+            raise OSError(f"rendering {path.name} left an incomplete WAV (disk full?)")
         partial.replace(path)
         return path
 
@@ -198,7 +208,11 @@ class Speaker:
                 phrase, name = self._queue.get(timeout=0.5)
             except queue.Empty:
                 continue
-            self._speak(phrase, name)
+            try:
+                self._speak(phrase, name)
+            except Exception as exc:  # the speaker thread must outlive any one prompt
+                self.last_error = str(exc)
+                log.exception("speaker: prompt %s failed", phrase)
 
     def _speak(self, phrase: str, name: str | None) -> None:
         volume = self.current_volume()
@@ -213,9 +227,26 @@ class Speaker:
             )
             self.spoken += 1
             self.last_error = None
-        except (OSError, subprocess.SubprocessError, RuntimeError, wave.Error) as exc:
+        except (EOFError, wave.Error) as exc:
+            # A damaged cached WAV (written before the check above existed, or by a full
+            # disk): drop the cache entries so the next prompt renders them afresh.
+            self.last_error = str(exc)
+            log.warning("speaker: damaged cached audio, re-rendering next time: %s", exc)
+            for part in self.cache_dir.glob("*/*.wav"):
+                _drop_if_damaged(part)
+        except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
             self.last_error = str(exc)
             log.warning("speaker: %s", exc)
+
+
+def _drop_if_damaged(path: Path) -> None:
+    try:
+        with wave.open(str(path), "rb") as w:
+            if w.getnframes() > 0:
+                return
+    except (EOFError, wave.Error, OSError):
+        pass
+    path.unlink(missing_ok=True)
 
 
 def _join_wavs(parts: list[Path], out: Path, gain: float, gap_s: float) -> None:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -80,6 +82,17 @@ REFUSAL_MESSAGES = {
 
 
 @dataclass(frozen=True)
+class StorageFailure:
+    """The last check-in that could not be stored, until one is stored again (for health)."""
+
+    refusal: Refusal  # STORAGE_FULL or STORAGE_ERROR
+    detail: str  # SQLite's words
+    at: dt.datetime
+    free_bytes: int | None  # free space on the data filesystem when it failed
+    read_only: bool  # the filesystem was mounted read-only when it failed
+
+
+@dataclass(frozen=True)
 class CheckinRequest:
     """Who is checking in and how; exactly one of `card_uid` and `elder_id` is set."""
 
@@ -133,6 +146,15 @@ class CheckinResult:
         return data
 
 
+def _filesystem_state(path: Path) -> tuple[int | None, bool]:
+    """(bytes free to unprivileged users, mounted read-only) of the filesystem holding `path`."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None, False
+    return st.f_bavail * st.f_frsize, bool(st.f_flag & os.ST_RDONLY)
+
+
 class CheckinService:
     def __init__(
         self,
@@ -147,6 +169,8 @@ class CheckinService:
         self._clock = clock or (lambda: dt.datetime.now(config.site.tz))
         # Set by the daemon from kiosk.timesync: records made on a clock known to be wrong say so.
         self.clock_unsynced = False
+        # Why the last write failed, until a write succeeds again (health and metrics show it).
+        self.storage_failure: StorageFailure | None = None
 
     def now(self) -> dt.datetime:
         return self._clock()
@@ -157,6 +181,7 @@ class CheckinService:
         try:
             with self.store.write() as session:
                 result = self._decide_and_record(session, req, now)
+            self.storage_failure = None
         except IntegrityError as exc:
             # The UNIQUE constraint is the last word on "once per slot"; the lookup in
             # _decide_and_record normally answers first.
@@ -327,8 +352,13 @@ class CheckinService:
     ) -> CheckinResult:
         text = str(getattr(exc, "orig", exc)).lower()
         full = "full" in text or "no space" in text
+        refusal = Refusal.STORAGE_FULL if full else Refusal.STORAGE_ERROR
         log.error("check-in refused, storage failed: %s", text)
-        return self._refused(req, now, Refusal.STORAGE_FULL if full else Refusal.STORAGE_ERROR)
+        free, read_only = _filesystem_state(self.store.db_path.parent)
+        self.storage_failure = StorageFailure(refusal, text, now, free, read_only)
+        if not full:  # read-only or I/O error: the next check-in opens the file afresh
+            self.store.reopen()
+        return self._refused(req, now, refusal)
 
     def _audit(
         self,

@@ -92,6 +92,15 @@ class Metrics:
                [({"reader": name}, int(str(st.state) == "ok"))
                 for name, st in services.readers.statuses().items()])  # fmt: skip
         health = services.health()
+        storage = health["db"].get("storage", "ok")
+        metric("kiosk_storage_writable", "gauge", "1 if a check-in can be stored now.",
+               [({}, int(bool(health["db"].get("writable"))))])  # fmt: skip
+        states = ("ok", "full", "read_only", "error")
+        metric("kiosk_storage_state", "gauge", "Storage state: ok, full, read_only or error.",
+               [({"state": s}, int(s == storage)) for s in states])  # fmt: skip
+        if health["db"].get("free_bytes") is not None:
+            metric("kiosk_disk_free_bytes", "gauge", "Free bytes on the data filesystem.",
+                   [({}, health["db"]["free_bytes"])])  # fmt: skip
         camera = health.get("camera", {})
         metric("kiosk_camera_up", "gauge", "1 if the camera delivers frames (0 if disabled).",
                [({}, int(camera.get("state") == "ok"))])  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hardware.camera import Camera
 from kiosk import __version__
 from kiosk.card_binding import CardBinding
-from kiosk.checkin import CheckinService
+from kiosk.checkin import CheckinService, Refusal
 from kiosk.config import KioskConfig
 from kiosk.devices import ReaderHub
 from kiosk.events import EventBus
@@ -27,6 +28,15 @@ from models.tables import Outbox
 log = logging.getLogger(__name__)
 
 LOW_DISK_BYTES = 64 * 1024 * 1024
+# Below this, SQLite cannot be trusted to find room for a record: the disk counts as full.
+DISK_FULL_BYTES = 1024 * 1024
+# After a "disk full" refusal, this much space must come free before health calls it cleared.
+FREED_BYTES = 256 * 1024
+STORAGE_PROBLEMS = {
+    "full": "存储空间已满，请联系管理员",
+    "read_only": "存储变为只读，记录无法保存，请联系管理员",
+    "error": "数据库写入失败，请联系管理员",
+}
 # What the caregiver reads on the screen for a reader that is not ready.
 READER_PROBLEMS = {"absent": "读卡器未连接", "error": "读卡器故障"}
 CAMERA_PROBLEMS = {"absent": "摄像头未连接", "error": "摄像头故障", "stopped": "摄像头已停止"}
@@ -79,6 +89,8 @@ class KioskServices:
         except OSError:
             free = None
         db["free_bytes"] = free
+        db["storage"], db["storage_detail"] = self._storage_state(free)
+        db["writable"] = db["ok"] and db["storage"] == "ok"
         readers = {
             name: {"state": str(s.state), "detail": s.detail}
             for name, s in self.readers.statuses().items()
@@ -86,7 +98,9 @@ class KioskServices:
         problems = []
         if not db["ok"]:
             problems.append("数据库不可用")
-        if free is not None and free < LOW_DISK_BYTES:
+        if db["storage"] != "ok":
+            problems.append(STORAGE_PROBLEMS[db["storage"]])
+        elif free is not None and free < LOW_DISK_BYTES:
             problems.append("存储空间不足")
         problems += [
             f"{READER_PROBLEMS.get(r['state'], '读卡器未就绪')}（{name}）"
@@ -106,7 +120,8 @@ class KioskServices:
         if rejected:
             problems.append(f"{rejected} 条记录被平台退回，请联系管理员")
         return {
-            "status": "error" if not db["ok"] else ("degraded" if problems else "ok"),
+            # "error" (503) exactly when a check-in could not be stored now.
+            "status": "error" if not db["writable"] else ("degraded" if problems else "ok"),
             "problems": problems,
             "version": __version__,
             "device_id": self.config.device.device_id,
@@ -129,6 +144,26 @@ class KioskServices:
         if self.speaker is None:
             return {"state": "unknown", "detail": "not started"}
         return dict(self.speaker.status())
+
+    def _storage_state(self, free: int | None) -> tuple[str, str]:
+        """ok | full | read_only | error, and why: from the filesystem now and the last failed
+        write. Clears by itself once space is freed or the filesystem is writable again."""
+        try:
+            read_only = bool(os.statvfs(self.data_dir).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        if read_only:
+            return "read_only", "filesystem mounted read-only"
+        failure = self.checkin.storage_failure
+        if failure is not None and failure.refusal is Refusal.STORAGE_FULL:
+            freed_to = max((failure.free_bytes or 0) + FREED_BYTES, DISK_FULL_BYTES)
+            if free is None or free < freed_to:
+                return "full", failure.detail
+        elif failure is not None and not failure.read_only:
+            return "error", failure.detail  # until a check-in is stored again
+        if free is not None and free < DISK_FULL_BYTES:
+            return "full", f"{free} bytes free"
+        return "ok", ""
 
     def _sync_health(self) -> dict[str, Any]:
         state = self.sync_state

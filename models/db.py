@@ -68,14 +68,20 @@ class Store:
         self._writer = make_engine(db_path, immediate=True)
         self._reader = make_engine(db_path)
         self._write_lock = threading.Lock()
+        self._reopen = False  # see reopen()
         self._write_sessions = sessionmaker(self._writer, expire_on_commit=False)
         self._read_sessions = sessionmaker(self._reader, expire_on_commit=False)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """The one way to change the database: a transaction committed on normal exit."""
-        with self._write_lock, self._write_sessions() as session, session.begin():
-            yield session
+        with self._write_lock:
+            if self._reopen:
+                self._reopen = False
+                self._writer.dispose()
+                self._reader.dispose()
+            with self._write_sessions() as session, session.begin():
+                yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -119,6 +125,18 @@ class Store:
         with self._write_lock, self._writer.connect() as conn:
             conn.execute(text("SELECT 1"))  # runs inside BEGIN IMMEDIATE
             conn.rollback()
+
+    def reopen(self) -> None:
+        """Have the next write close every pooled connection first and open the file afresh.
+
+        SQLite opens a file it cannot write (the filesystem was read-only at the time) read-only
+        for the life of that connection, and under WAL all connections of the process share
+        that read-only shared-memory mapping: without this, check-in would stay refused after
+        the filesystem is writable again, until someone restarted the daemon. Deferred to the
+        next write because a connection opened while the filesystem is still read-only (a
+        health poll) would poison the new ones again.
+        """
+        self._reopen = True
 
     def integrity_check(self, quick: bool = False) -> str:
         """'ok', or SQLite's first complaint. `quick` skips index checks (seconds, not minutes)."""

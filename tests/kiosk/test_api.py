@@ -85,6 +85,9 @@ def test_health_is_503_when_the_database_fails(services: KioskServices) -> None:
         "ok": False,
         "detail": "disk I/O error",
         "free_bytes": body["db"]["free_bytes"],
+        "storage": "ok",  # the filesystem is fine: it is the database that fails
+        "storage_detail": "",
+        "writable": False,
     }
     assert "数据库不可用" in body["problems"]
 
