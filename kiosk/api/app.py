@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from kiosk import __version__
@@ -16,8 +19,17 @@ from kiosk.services import KioskServices
 STATIC = Path(__file__).parent.parent / "static"
 
 
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """422 with what was wrong. FastAPI's own handler echoes the raw body back and answers 500
+    when that body is not UTF-8 (found by tests/faults/test_fuzz.py)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
 def create_app(services: KioskServices) -> FastAPI:
     app = FastAPI(title="Haolinju Kiosk", version=__version__)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.state.services = services
     app.state.metrics = Metrics()
     services.bus.add_listener(app.state.metrics.observe)

@@ -24,6 +24,9 @@ from typing import Annotated, Any, TypeVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -144,6 +147,14 @@ DeviceDep = Annotated[Device, Depends(device_of)]
 OperatorDep = Annotated[None, Depends(operator)]
 
 
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """422 with what was wrong. FastAPI's own handler echoes the raw body back and answers 500
+    when that body is not UTF-8 (found by tests/faults/test_fuzz.py)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
 def create_platform_app(
     database_url: str,
     platform_key: Ed25519PrivateKey,
@@ -166,6 +177,7 @@ def create_platform_app(
         description="Receives, verifies and counts meal records; serves signed rosters.",
     )
     app.state.engine = engine
+    app.add_exception_handler(RequestValidationError, _invalid_request)
 
     app.state.platform = state
     _record_routes(app, state)
