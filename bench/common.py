@@ -180,6 +180,13 @@ class Platform:
 
     url: str
     proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
 
     def admin(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
@@ -217,23 +224,26 @@ def platform(workdir: Path, name: str = "platform") -> Any:
     port = free_port()
     folder = workdir / name
     folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "platform.log"
+    log_file = log_path.open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "sync.platform", "--db", f"sqlite:///{folder / 'platform.db'}",
          "--port", str(port), "--key", str(folder / "platform.key"),
          "--admin-token", ADMIN_TOKEN, "--log-level", "WARNING"],
-        cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=log_file,
     )  # fmt: skip
+    log_file.close()
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
         if proc.poll() is not None:
-            raise RuntimeError(f"platform exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            raise RuntimeError(f"platform exited: {log_path.read_text()[-2000:]}")
         try:
             return httpx.get(f"{url}/v1/health", timeout=2).status_code == 200
         except httpx.TransportError:
             return False
 
-    p = Platform(url, proc)
+    p = Platform(url, proc, log_path)
     try:
         wait_until(up, "the reference platform to start")
         yield p

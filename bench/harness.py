@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
-FACE_DATA = REPO.parent / "shared" / "faces"
+# The labelled photo set (never copied into the repository), as kiosk.face.dataset finds it.
+FACE_DATA = Path(os.environ.get("KIOSK_FACE_DATA") or REPO.parent / "shared" / "faces")
 
 
 # ----------------------------------------------------------------------------- statistics

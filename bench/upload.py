@@ -94,11 +94,14 @@ def _limited_round(uploader: Any, limit: int) -> tuple[int, int]:
 
 def _profile(ctx: Context, template: Any, plat: Any) -> None:
     side = kiosk_side(template, ctx.workdir / "profiled", plat)
-    add_records(side.store, side.device_id, 2_000, ELDERS)
+    n = 10_000  # large enough for costs that grow with the backlog to show
+    add_records(side.store, side.device_id, n, ELDERS)
     up = side.uploader(plat.url, batch_size=500)
     text, own, total = profile_summary(up.run_round, top=15)
-    ctx.profiles["kiosk side of a 2,000-record upload, by own time"] = text
+    ctx.profiles[f"kiosk side of a {n:,}-record upload, by own time"] = text
     ctx.note(
-        f"Budget missed. Kiosk side of 2,000 records ({total:.2f} s, platform in its own "
-        f"process, so waiting on it shows as socket reads): {dominant(own, total)}."
+        f"Budget missed. Kiosk side of {n:,} records ({total:.2f} s, platform in its own "
+        f"process, so waiting on it shows as socket reads): {dominant(own, total)}. "
+        "`loading.py:_instance` is SQLAlchemy building MealRecord objects: ncalls above "
+        f"{n:,} means rows are loaded more than once per round."
     )
