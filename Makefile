@@ -22,12 +22,13 @@ APT_PACKAGES := pcscd libpcsclite-dev swig vsmartcard-vpcd pcsc-tools chromium f
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps uv venv demo run test lint format pytest dlib-blas clean
+.PHONY: help setup system-deps uv venv demo run test lint format pytest soak dlib-blas clean
 
 help:
 	@echo "make demo    run the kiosk demo (http://127.0.0.1:8080/)"
 	@echo "make test    lint and run every test"
 	@echo "make format  apply ruff formatting and safe fixes"
+	@echo "make soak    long fault/load/security run (~1 h), figures in tests/faults/last-soak.json"
 	@echo "make dlib-blas  build dlib against OpenBLAS (5x faster face encoding; ~8 min)"
 
 setup: system-deps venv
@@ -75,6 +76,12 @@ pytest: setup
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 test: lint pytest
+
+# Faults, load and security suites at full size (~1 h; see docs/faults.md): 1,000 SIGKILLs,
+# 10x the fuzz examples, a longer compressed day. Figures land in tests/faults/last-soak.json.
+soak: setup
+	KIOSK_SOAK=1 KIOSK_FAULTS_REPORT=tests/faults/last-soak.json \
+		$(UV) run --locked pytest tests/faults -p no:cacheprovider $(PYTEST_ARGS)
 
 # Benchmarks against the budgets in DESIGN.md (several minutes); results in bench/results/.
 bench: setup
