@@ -112,14 +112,12 @@ class NaiveStore(Store):
     """The same Store interface (so the same CheckinService rules run on it), but a fresh
     SQLite connection per transaction, rollback journal, synchronous=FULL."""
 
-    def __init__(self, db_path: Path) -> None:  # deliberately not calling Store.__init__
-        import threading
-
-        self.db_path = db_path
-        db_path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, db_path: Path) -> None:
+        super().__init__(db_path)  # engines connect lazily: nothing opened yet
+        self._writer.dispose()
+        self._reader.dispose()
         self._writer = _naive_engine(db_path)
         self._reader = _naive_engine(db_path)
-        self._write_lock = threading.Lock()
         self._write_sessions = sessionmaker(self._writer, expire_on_commit=False)
         self._read_sessions = sessionmaker(self._reader, expire_on_commit=False)
 
