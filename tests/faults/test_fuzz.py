@@ -399,4 +399,7 @@ def test_broken_platform_answers_are_refused_and_change_nothing(
     count(figures, "fuzz_platform_answers", tried)
 
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.timeout(size(120, 1800)),
+]
