@@ -80,7 +80,7 @@ def _limited_round(uploader: Any, limit: int) -> tuple[int, int]:
     """Send `limit` records one per request; (records acknowledged, bytes)."""
     done = sent = 0
     while done < limit:
-        records = uploader._next_batch(exclude=set())
+        records = uploader._next_batch(after_seq=0)
         if not records:
             break
         outcome = uploader._send(records)

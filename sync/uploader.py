@@ -87,12 +87,12 @@ class Uploader:
         """Send batches until the outbox is drained or a batch fails."""
         total = pending_count(self.store)
         done = batches = accepted = duplicate = rejected = sent_bytes = 0
-        seen: set[str] = set()
+        after_seq = 0  # a cursor, so each row is tried once per round and batches stay O(n)
         while True:
-            records = self._next_batch(exclude=seen)
+            records = self._next_batch(after_seq)
             if not records:
                 break
-            seen.update(r.record_id for r in records)
+            after_seq = records[-1].seq
             outcome = self._send(records)
             if isinstance(outcome, PlatformError):
                 return RoundResult(
@@ -114,18 +114,21 @@ class Uploader:
 
     # ------------------------------------------------------------------ steps
 
-    def _next_batch(self, exclude: set[str]) -> list[WireRecord]:
-        """The oldest pending records (by seq), signed; rows already tried this round skipped."""
+    def _next_batch(self, after_seq: int) -> list[WireRecord]:
+        """The oldest pending records after `after_seq` (rows tried this round), signed."""
         with self.store.read() as session:
             query = (
                 select(MealRecord)
                 .join(Outbox, Outbox.record_id == MealRecord.record_id)
-                .where(Outbox.uploaded_at.is_(None), Outbox.rejected_reason.is_(None))
+                .where(
+                    MealRecord.seq > after_seq,
+                    Outbox.uploaded_at.is_(None),
+                    Outbox.rejected_reason.is_(None),
+                )
                 .order_by(MealRecord.seq)
-                .limit(self.batch_size + len(exclude))
+                .limit(self.batch_size)
             )
-            rows = [r for r in session.scalars(query) if r.record_id not in exclude]
-        rows = rows[: self.batch_size]
+            rows = list(session.scalars(query))
         unsigned = {r.record_id: self.key.sign_record(r.hash) for r in rows if not r.signature}
         if unsigned:
             # One executemany by primary key; the guard triggers allow the signature column.

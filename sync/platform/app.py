@@ -155,6 +155,15 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
+async def _database_busy(_request: Request, exc: Exception) -> JSONResponse:
+    """A database too busy to answer in time (SQLite's single writer under a county's worth of
+    kiosks) is a 503 the uploader backs off from, not a 500 it treats as a bug."""
+    log.warning("database busy, answering 503: %s", getattr(exc, "orig", exc))
+    return JSONResponse(
+        {"detail": "busy, retry later"}, status_code=503, headers={"Retry-After": "5"}
+    )
+
+
 def create_platform_app(
     database_url: str,
     platform_key: Ed25519PrivateKey,
@@ -178,6 +187,7 @@ def create_platform_app(
     )
     app.state.engine = engine
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(OperationalError, _database_busy)
 
     app.state.platform = state
     _record_routes(app, state)

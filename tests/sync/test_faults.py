@@ -94,7 +94,7 @@ def test_power_cut_after_platform_stored_before_kiosk_marked(
 def test_platform_killed_and_restarted_mid_backlog(sqlite_platform: Platform, kiosk: Kiosk) -> None:
     add_records(kiosk.store, kiosk.device_id, 150)
     first = kiosk.uploader(sqlite_platform.url, batch_size=50)
-    batch = first._next_batch(exclude=set())
+    batch = first._next_batch(after_seq=0)
     first._send(batch)  # one batch in
     sqlite_platform.kill()
     down = kiosk.uploader(sqlite_platform.url, batch_size=50).run_round()

@@ -49,7 +49,7 @@ def test_lost_response_resend_is_duplicate_not_double(platform: Platform, kiosk:
     """The platform stored a batch but the answer never came back: the kiosk sends it again."""
     add_records(kiosk.store, kiosk.device_id, 40)
     uploader = kiosk.uploader(platform.url, batch_size=40)
-    batch = uploader._next_batch(exclude=set())
+    batch = uploader._next_batch(after_seq=0)
     first, _ = uploader.client.post_records(
         RecordBatch(device_id=kiosk.device_id, sent_at=uploader.clock(), records=batch)
     )  # answer "lost": the kiosk marks nothing
@@ -67,7 +67,7 @@ def test_same_record_id_with_other_content_is_rejected(platform: Platform, kiosk
     add_records(kiosk.store, kiosk.device_id, 3)
     uploader = kiosk.uploader(platform.url)
     assert uploader.run_round().accepted == 3
-    original = uploader._next_batch(exclude=set())  # nothing pending
+    original = uploader._next_batch(after_seq=0)  # nothing pending
     assert original == []
     with kiosk.store.read() as session:
         rec = session.scalars(select(MealRecord).where(MealRecord.seq == 2)).one()
