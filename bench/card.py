@@ -163,8 +163,8 @@ def _burst(lanes: list[Lane], seconds: float, rate: float) -> dict[str, dict[str
 
 def run(ctx: Context) -> list[Row]:
     elders = 400
-    taps = ctx.size(60, 1000)
-    burst_s = ctx.size(3.0, 60.0)
+    taps = ctx.size(30, 1000)
+    burst_s = ctx.size(1.5, 60.0)
     ours = _lane("ours", ctx.workdir / "ours", naive=False, elders=elders)
     base = _lane("baseline", ctx.workdir / "naive", naive=True, elders=elders)
     lanes = [ours, base]

@@ -73,8 +73,8 @@ def run(ctx: Context) -> list[Row]:
     from kiosk.app import open_store
 
     elders = 1000
-    checkins = ctx.size(300, 1000)
-    reps = ctx.size(2, 5)
+    checkins = ctx.size(50, 1000)
+    reps = ctx.size(1, 5)
     data = ctx.workdir / "data"
     store = open_store(data)
     seed(store, elders)

@@ -175,10 +175,10 @@ def _measure(mode: str, video: Path, warmup: float, seconds: float) -> dict[str,
 
 def run(ctx: Context) -> list[Row]:
     static, moving, what = make_videos(ctx.workdir)
-    window = ctx.size(10.0, 60.0)
-    short = ctx.size(4.0, 30.0)  # the other scenes are steady: a shorter window does
+    window = ctx.size(2.0, 60.0)
+    short = ctx.size(1.5, 30.0)  # the other scenes are steady: a shorter window does
     # Longer than the motion gate's hold (3 s): the first frame always opens the gate.
-    warmup = 5.0
+    warmup = ctx.size(3.5, 5.0)
     runs = {
         "static": _measure("worker", static, warmup, window),
         "camera only": _measure("camera", static, warmup, short),

@@ -96,9 +96,9 @@ def _fire(url: str, jobs: list[tuple[str, list[bytes]]]) -> tuple[float, list[fl
 
 
 def run(ctx: Context) -> list[Row]:
-    kiosks = ctx.size(20, 200)
-    per_kiosk = ctx.size(500, 500)  # records each kiosk sends batched (one batch of 500)
-    singles = ctx.size(5, 10)  # records each kiosk sends one per request first (baseline)
+    kiosks = ctx.size(5, 200)
+    per_kiosk = ctx.size(100, 500)  # records each kiosk sends batched (one batch of 500)
+    singles = ctx.size(3, 10)  # records each kiosk sends one per request first (baseline)
     template = template_store(ctx.workdir, ELDERS)
     with platform(ctx.workdir) as plat:
         sides = []

@@ -31,7 +31,7 @@ def run(ctx: Context) -> list[Row]:
 
     rows = []
     sizes = (1_000, 10_000, 50_000)
-    queries_n = ctx.size(40, 300)
+    queries_n = ctx.size(20, 300)
     rng = np.random.default_rng(0)
     for n in sizes:
         templates = rng.normal(0, 0.09, size=(n, 128)).astype(np.float32)

@@ -19,8 +19,8 @@ BASELINE_LABEL = "the same Uploader, one record per request (batch_size=1)"
 
 
 def run(ctx: Context) -> list[Row]:
-    n = ctx.size(2_000, 50_000)
-    n_base = ctx.size(300, 2_000)
+    n = ctx.size(500, 50_000)
+    n_base = ctx.size(100, 2_000)
     template = template_store(ctx.workdir, ELDERS)
     with platform(ctx.workdir) as plat:
         ours = kiosk_side(template, ctx.workdir / "ours", plat)
