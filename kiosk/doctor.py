@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+import httpx
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -24,6 +25,7 @@ from models.db import Store
 from models.tables import MealRecord, Outbox
 
 LOW_DISK_BYTES = 200 * 1024 * 1024
+CLOCK_OFFSET_WARN_S = 60.0
 
 
 class Level(StrEnum):
@@ -137,6 +139,58 @@ def check_camera(config: KioskConfig) -> Check:
     )
 
 
+def check_speaker(config: KioskConfig) -> Check:
+    if not config.speech.enabled:
+        return Check("speaker", Level.OK, "spoken prompts disabled")
+    from hardware.speaker import find_player
+
+    if shutil.which("espeak-ng") is None:
+        return Check("speaker", Level.WARN, "espeak-ng missing: no spoken prompts",
+                     "apt-get install espeak-ng")  # fmt: skip
+    player = find_player()
+    if player is None:
+        return Check("speaker", Level.WARN, "no audio player (aplay/paplay): prompts are silent",
+                     "apt-get install alsa-utils")  # fmt: skip
+    return Check("speaker", Level.OK, f"espeak-ng + {player[0]}")
+
+
+def check_platform(config: KioskConfig, now: dt.datetime) -> list[Check]:
+    """Reachable, same time, and does it accept this terminal's token?"""
+    url = config.platform.url
+    if not url:
+        return [Check("platform", Level.OK, "offline only (platform.url not set)")]
+    from kiosk.config import load_secret
+    from sync.client import PlatformClient, PlatformError
+
+    try:
+        health = httpx.get(f"{url.rstrip('/')}/v1/health", timeout=5).json()
+        server_time = dt.datetime.fromisoformat(health["server_time"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        return [Check("platform", Level.FAIL, f"{url} unreachable: {exc}",
+                      "check the network / 4G modem and platform.url")]  # fmt: skip
+    offset = (server_time - now).total_seconds()
+    checks = [Check("platform", Level.OK, f"{url} reachable")]
+    level = Level.WARN if abs(offset) > CLOCK_OFFSET_WARN_S else Level.OK
+    checks.append(Check("clock vs platform", level, f"{offset:+.1f} s",
+                        "enable systemd-timesyncd; check the time zone"))  # fmt: skip
+    token = load_secret("device-token")
+    if not token:
+        checks.append(Check("credentials", Level.FAIL, "no device token (not provisioned)",
+                            "kiosk provision --platform URL --token T"))  # fmt: skip
+        return checks
+    client = PlatformClient(url, token)
+    try:
+        today = now.date()
+        client.reconcile(today, today)
+        checks.append(Check("credentials", Level.OK, "the platform accepts this terminal's token"))
+    except PlatformError as exc:
+        fix = "ask the county to check the device; re-provision" if exc.kind == "auth" else ""
+        checks.append(Check("credentials", Level.FAIL, f"{exc.kind}: {exc.message}", fix))
+    finally:
+        client.close()
+    return checks
+
+
 def check_outbox(store: Store, now: dt.datetime) -> Check:
     with store.read() as s:
         pending, oldest = s.execute(
@@ -164,6 +218,8 @@ def run_checks(config: KioskConfig, data_dir: Path, open_store: Callable[[], Sto
     for reader in config.readers:
         checks += check_reader(reader, str(config.roster.card_format))
     checks.append(check_camera(config))
+    checks.append(check_speaker(config))
+    checks += check_platform(config, dt.datetime.now(dt.UTC))
     if store is not None:
         checks.append(check_outbox(store, dt.datetime.now(config.site.tz)))
         store.close()

@@ -14,9 +14,12 @@ from tests.conftest import BASE_CONFIG, REPO
 from tests.sync.conftest import ADMIN_TOKEN, Platform
 
 
-def provision(tmp_path: Path, platform: Platform, token: str = ADMIN_TOKEN, *extra: str):
+def provision(
+    tmp_path: Path, platform: Platform, token: str = ADMIN_TOKEN, *extra: str,
+    config_text: str = BASE_CONFIG,
+):  # fmt: skip
     config = tmp_path / "config.yaml"
-    config.write_text(BASE_CONFIG, encoding="utf-8")
+    config.write_text(config_text, encoding="utf-8")
     return subprocess.run(
         [sys.executable, "-m", "kiosk", "--config", str(config), "--data-dir", str(tmp_path / "d"),
          "provision", "--platform", platform.url, "--token", token,
@@ -66,3 +69,33 @@ def test_wrong_operator_token_and_mismatched_device_id_are_refused(
     other = provision(tmp_path, sqlite_platform, ADMIN_TOKEN, "--device-id", "someone-else")
     assert other.returncode == 2
     assert "differs from device.device_id" in other.stderr
+
+
+def test_doctor_checks_platform_clock_and_credentials(
+    tmp_path: Path, sqlite_platform: Platform
+) -> None:
+    # Its own device id: the session's platform already knows test-terminal.
+    text = BASE_CONFIG.replace("test-terminal", "doctor-terminal")
+    first = provision(tmp_path, sqlite_platform, config_text=text)
+    assert first.returncode == 0, first.stderr
+    config = tmp_path / "config.yaml"
+    config.write_text(text + f"platform: {{url: {sqlite_platform.url}}}\n", encoding="utf-8")
+
+    def doctor(cred_dir: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kiosk", "--config", str(config), "--data-dir", str(tmp_path / "d"), "doctor"],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+            env={"COLUMNS": "220", "PATH": "/usr/bin:/bin", "CREDENTIALS_DIRECTORY": str(cred_dir)},
+        )  # fmt: skip
+
+    good = doctor(tmp_path / "cred")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert f"{sqlite_platform.url} reachable" in good.stdout
+    assert "the platform accepts this terminal's token" in good.stdout
+    assert "clock vs platform" in good.stdout
+
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    (forged / "device-token").write_text("not-a-real-token")
+    bad = doctor(forged)
+    assert "credentials" in bad.stdout and "auth" in bad.stdout, bad.stdout
