@@ -10,14 +10,11 @@ import pytest
 from tests.kiosk.daemon_proc import stop_daemon
 from tests.kiosk.ui_browser import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     PIN,
     VIEWPORT,
     Kiosk,
     check_legible,
     shot,
-    skip_without_chromium,
     start_kiosk,
 )
 
@@ -29,26 +26,6 @@ def kiosk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kiosk]:
     kiosk = start_kiosk(tmp_path_factory.mktemp("ui"))
     yield kiosk
     stop_daemon(kiosk.proc)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    skip_without_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport=VIEWPORT, locale="zh-CN")
-    page = context.new_page()
-    page.set_default_timeout(5000)
-    yield page
-    context.close()
 
 
 def open_checkin(page, kiosk: Kiosk) -> None:  # type: ignore[no-untyped-def]

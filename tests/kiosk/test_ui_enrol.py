@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -13,15 +12,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from hardware.cards import CardTap
-from kiosk.api.app import create_app
 from kiosk.app import card_tap_handler
-from kiosk.caregivers import CaregiverBook
 from kiosk.config import ReaderConfig
 from kiosk.face.dataset import find_face_data
 from kiosk.services import KioskServices
 from models.tables import AuditEvent, Card, FaceTemplate, MealRecord
 from tests.conftest import Clock
-from tests.kiosk.test_ui_manual import PIN, csrf_of
+from tests.kiosk.conftest import sign_in_client
 
 DESK = ReaderConfig(kind="simulated", name="desk")
 
@@ -37,21 +34,12 @@ class StillCamera:
 
 
 @pytest.fixture
-def client(services: KioskServices) -> Iterator[TestClient]:
-    CaregiverBook(services.store, services.config.ui, services.now).add("王秀兰", PIN)
-    with TestClient(create_app(services)) as client:
-        yield client
+def client(caregiver_client: TestClient) -> TestClient:
+    return caregiver_client
 
 
 def signed_in(client: TestClient) -> str:
-    token = csrf_of(client.get("/caregiver/login").text)
-    resp = client.post(
-        "/caregiver/login",
-        data={"csrf": token, "caregiver_id": "C001", "pin": PIN, "next": "/enrol"},
-        follow_redirects=False,
-    )
-    assert resp.status_code == 303
-    return token
+    return sign_in_client(client, "/enrol")
 
 
 def tap(services: KioskServices, uid: str) -> None:

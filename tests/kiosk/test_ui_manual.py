@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from kiosk.cli import app as cli_app
 from kiosk.services import KioskServices
 from models.tables import AuditEvent, Caregiver, MealRecord
 from tests.conftest import Clock
+from tests.kiosk.conftest import csrf_of
 
 PIN = "2580"
 
@@ -32,14 +32,6 @@ def book(services: KioskServices) -> CaregiverBook:
 def client(services: KioskServices, book: CaregiverBook) -> Iterator[TestClient]:
     with TestClient(create_app(services)) as client:
         yield client
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html) or re.search(
-        r'name="csrf-token" content="([^"]+)"', html
-    )
-    assert match, "no CSRF token on the page"
-    return match.group(1)
 
 
 def sign_in(client: TestClient, pin: str = PIN) -> str:

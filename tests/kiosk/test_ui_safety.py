@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from kiosk.api.app import create_app
-from kiosk.caregivers import CaregiverBook
 from kiosk.ledgers import heartbeat_summary
 from kiosk.notices import set_menu
 from kiosk.services import KioskServices
@@ -20,27 +17,18 @@ from models.tables import AuditEvent, FoodSample, SafetyInspection
 from sync.heartbeat import HeartbeatExtras, build_heartbeat
 from sync.wire import Heartbeat
 from tests.conftest import Clock
-from tests.kiosk.test_ui_manual import PIN, csrf_of
+from tests.kiosk.conftest import sign_in_client
 
 ALL_OK = {f"check_{k}": "ok" for k in ("building", "electricity", "gas", "extinguishers", "exits")}
 
 
 @pytest.fixture
-def client(services: KioskServices) -> Iterator[TestClient]:
-    CaregiverBook(services.store, services.config.ui, services.now).add("王秀兰", PIN)
-    with TestClient(create_app(services)) as client:
-        yield client
+def client(caregiver_client: TestClient) -> TestClient:
+    return caregiver_client
 
 
 def signed_in(client: TestClient) -> str:
-    token = csrf_of(client.get("/caregiver/login").text)
-    resp = client.post(
-        "/caregiver/login",
-        data={"csrf": token, "caregiver_id": "C001", "pin": PIN, "next": "/safety"},
-        follow_redirects=False,
-    )
-    assert resp.status_code == 303
-    return token
+    return sign_in_client(client, "/safety")
 
 
 def test_ledger_pages_need_the_pin_and_csrf(client: TestClient) -> None:

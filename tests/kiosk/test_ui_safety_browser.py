@@ -12,11 +12,8 @@ import pytest
 from kiosk.face.dataset import find_face_data
 from tests.kiosk.daemon_proc import start_daemon, stop_daemon
 from tests.kiosk.ui_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     PIN,
     ROSTER,
-    VIEWPORT,
     Kiosk,
     check_legible,
     seed_history,
@@ -48,25 +45,6 @@ def kiosk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kiosk]:
     kiosk = Kiosk(tmp, proc, base)
     yield kiosk
     stop_daemon(kiosk.proc)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport=VIEWPORT, locale="zh-CN")
-    page = context.new_page()
-    page.set_default_timeout(5000)
-    yield page
-    context.close()
 
 
 def sign_in(page, kiosk: Kiosk, next_path: str) -> None:  # type: ignore[no-untyped-def]
