@@ -114,6 +114,8 @@ class FaceWorker:
         self.frames_seen = 0
         self.frames_analyzed = 0
         self.gate_open = False  # motion seen on the last frame (else the worker idles)
+        # (camera timestamp, encoding) of the newest face analysed, for card evidence.
+        self.last_encoding: tuple[float, np.ndarray] | None = None
         self.checkins = 0
 
     # -- thread ------------------------------------------------------------------------------
@@ -211,6 +213,8 @@ class FaceWorker:
             self._decision_ms.append((time.monotonic() - captured) * 1000)
             return None
         self._encode_ms.append(analysis.timings.encode_ms)
+        # Kept for card evidence: a tap while this face is in view needs no second encoding.
+        self.last_encoding = (captured, analysis.encoding)
         decision = self.matcher.match(analysis.encoding)
         now = time.monotonic()
         visit = self._visit

@@ -165,6 +165,24 @@ def test_evidence_mode_records_card_face_or_flags(
     assert (record.slot, record.method, record.flags) == ("breakfast", "card", "no_face")
 
 
+def test_a_face_the_worker_just_analysed_is_evidence_without_a_second_encoding(
+    tmp_path: Path, clock: Clock, photos: dict[str, Any]
+) -> None:
+    services, camera = face_services(tmp_path, clock, "evidence", photos)
+    assert services.face is not None
+    camera.show(np.zeros((480, 640, 3), np.uint8))  # the frame itself shows nobody...
+    services.face.last_encoding = (time.monotonic(), photos["obama"])  # ...but he was just seen
+    tap(services, OBAMA_CARD)
+    record = last_record(services)
+    assert (record.method, record.flags) == ("card+face", "")
+
+    clock.set("07:30")  # a new slot; the worker's sighting is now too old to count
+    services.face.last_encoding = (time.monotonic() - 5, photos["obama"])
+    tap(services, OBAMA_CARD)
+    record = last_record(services)
+    assert (record.slot, record.method, record.flags) == ("breakfast", "card", "no_face")
+
+
 def test_require_mode_refuses_a_card_without_its_holders_face(
     tmp_path: Path, clock: Clock, photos: dict[str, Any]
 ) -> None:
