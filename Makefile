@@ -99,7 +99,8 @@ dlib-blas: venv
 			-w $(WHEEL_CACHE) dlib==$(DLIB_VERSION); \
 	fi
 	$(UV) pip uninstall --quiet dlib-bin || true
-	$(UV) pip install --no-deps $(WHEEL_CACHE)/dlib-$(DLIB_VERSION)-*.whl
+	@# --no-config: the project's override that drops the `dlib` sdist must not drop this wheel.
+	$(UV) pip install --no-config --python .venv/bin/python --no-deps $(WHEEL_CACHE)/dlib-$(DLIB_VERSION)-*.whl
 	$(UV) run --no-sync python -c "import dlib; print('dlib', dlib.__version__, 'BLAS:', dlib.DLIB_USE_BLAS)"
 
 clean:
