@@ -1,6 +1,6 @@
 """Face check-in building blocks: motion gate, detection, encoding, 1:N matching, liveness.
 
-A pure library: nothing here imports the rest of the kiosk. dlib (through face_recognition)
+A pure library: nothing here imports the rest of the kiosk. dlib (through kiosk.face.models)
 is imported lazily by detect/encode, so matcher, motion, liveness and guard import without it.
 The measured defaults and their reasons are in docs/face.md.
 """

@@ -4,8 +4,8 @@ dlib's HOG detector costs roughly in proportion to the pixel count, and a face a
 a good part of the frame, so detecting on a half-size copy is ~4x cheaper and loses nothing we
 need: boxes are scaled back to full-resolution coordinates for encoding.
 
-`face_recognition` (and with it dlib and its model files) is imported lazily, so the rest of
-the face package (matcher, motion gate, liveness) imports without dlib.
+dlib and its model files are loaded lazily (kiosk.face.models), so the rest of the face package
+(matcher, motion gate, liveness) imports without dlib.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def detect_faces(image_rgb: Image, scale: float = 0.5, upsample: int = 0) -> lis
     With `upsample=0` the HOG window finds faces of about 80 px and larger in the *scaled*
     image, i.e. 80/scale px in the frame (160 px at scale 0.5).
     """
-    import face_recognition
+    from kiosk.face.models import face_locations
 
     if not 0 < scale <= 1:
         raise ValueError(f"scale must be in (0, 1], got {scale}")
@@ -66,7 +66,7 @@ def detect_faces(image_rgb: Image, scale: float = 0.5, upsample: int = 0) -> lis
         else cv2.resize(image_rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     )
     boxes = []
-    for top, right, bottom, left in face_recognition.face_locations(small, upsample, "hog"):
+    for top, right, bottom, left in face_locations(small, upsample):
         box = FaceBox(
             top=max(0, round(top / scale)),
             right=min(width, round(right / scale)),

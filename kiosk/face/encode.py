@@ -17,18 +17,14 @@ Landmarks = dict[str, list[tuple[int, int]]]
 
 def encode_face(image_rgb: Image, box: FaceBox, num_jitters: int = 1) -> NDArray[np.float32]:
     """The 128-d encoding of the face in `box` (full-resolution image, RGB)."""
-    import face_recognition
+    from kiosk.face.models import face_encoding
 
-    (encoding,) = face_recognition.face_encodings(
-        image_rgb, known_face_locations=[box.css()], num_jitters=num_jitters, model="small"
-    )
-    return np.asarray(encoding, dtype=np.float32)
+    return np.asarray(face_encoding(image_rgb, box.css(), num_jitters), dtype=np.float32)
 
 
 def face_landmarks_68(image_rgb: Image, box: FaceBox) -> Landmarks:
     """The 68-point landmarks of one face, grouped as face_recognition names them
     (left_eye, right_eye, nose_tip, nose_bridge, chin, ...)."""
-    import face_recognition
+    from kiosk.face.models import face_landmarks
 
-    (marks,) = face_recognition.face_landmarks(image_rgb, [box.css()], model="large")
-    return marks
+    return face_landmarks(image_rgb, box.css())
