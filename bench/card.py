@@ -12,6 +12,7 @@ counts records: none may be lost.
 
 from __future__ import annotations
 
+import functools
 import queue
 import shutil
 import subprocess
@@ -230,71 +231,9 @@ def _profile(ctx: Context, lane: Lane) -> None:
 # ----------------------------------------------------------------------------- PC/SC
 
 
-VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
-PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
-READERS = ("Virtual PCD 00 00", "Virtual PCD 00 01")
-
-
-def _pcsc_available() -> str | None:
-    if shutil.which("pcscd") is None:
-        return "pcscd is not installed"
-    if not VPCD_DRIVER.exists():
-        return "vsmartcard-vpcd is not installed"
-    return None
-
-
-def _socket_alive() -> bool:
-    import socket
-
-    if not PCSCD_SOCKET.exists():
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(str(PCSCD_SOCKET))
-        except OSError:
-            return False
-    return True
-
-
-def _reader_names() -> list[str]:
-    from smartcard import scard
-
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != scard.SCARD_S_SUCCESS:
-        return []
-    try:
-        hresult, readers = scard.SCardListReaders(context, [])
-        return list(readers) if hresult == scard.SCARD_S_SUCCESS else []
-    finally:
-        scard.SCardReleaseContext(context)
-
-
-def _start_pcscd(workdir: Path) -> subprocess.Popen[bytes] | None:
-    """Our own pcscd with only the vpcd reader; None when a running one already has it."""
-    from bench.common import wait_until
-
-    if _socket_alive():
-        if READERS[0] not in _reader_names():
-            raise RuntimeError("a running pcscd has no 'Virtual PCD' reader")
-        return None
-    conf = workdir / "reader.conf.d"
-    conf.mkdir(parents=True, exist_ok=True)
-    (conf / "vpcd").write_text(
-        f'FRIENDLYNAME "Virtual PCD"\nDEVICENAME   /dev/null:0x8C7B\n'
-        f"LIBPATH      {VPCD_DRIVER}\nCHANNELID    0x8C7B\n"
-    )
-    log_file = (workdir / "pcscd.log").open("ab")
-    proc = subprocess.Popen(
-        ["pcscd", "--foreground", "--config", str(conf)], stdout=log_file, stderr=subprocess.STDOUT
-    )
-    wait_until(lambda: _socket_alive() or proc.poll() is not None, "pcscd", 10)
-    if proc.poll() is not None:
-        raise RuntimeError(f"pcscd exited with {proc.returncode}")
-    wait_until(lambda: READERS[0] in _reader_names(), "the vpcd reader", 10)
-    return proc
-
-
-def _card_class() -> Any:
+@functools.cache
+def _vpcd() -> Any:
+    """tests/hardware/vpcd_card.py: the virtual card and the pcscd side of the virtual stack."""
     import importlib.util
 
     from bench.harness import REPO
@@ -306,7 +245,38 @@ def _card_class() -> Any:
         raise RuntimeError("tests/hardware/vpcd_card.py not found")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.VirtualCard
+    return module
+
+
+def _pcsc_available() -> str | None:
+    if shutil.which("pcscd") is None:
+        return "pcscd is not installed"
+    if not _vpcd().VPCD_DRIVER.exists():
+        return "vsmartcard-vpcd is not installed"
+    return None
+
+
+def _start_pcscd(workdir: Path) -> subprocess.Popen[bytes] | None:
+    """Our own pcscd with only the vpcd reader; None when a running one already has it."""
+    from bench.common import wait_until
+
+    vpcd = _vpcd()
+    if vpcd.pcscd_socket_alive():
+        if vpcd.READER_0 not in vpcd.reader_names():
+            raise RuntimeError("a running pcscd has no 'Virtual PCD' reader")
+        return None
+    conf = workdir / "reader.conf.d"
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "vpcd").write_text(vpcd.VPCD_READER_CONF)
+    log_file = (workdir / "pcscd.log").open("ab")
+    proc = subprocess.Popen(
+        ["pcscd", "--foreground", "--config", str(conf)], stdout=log_file, stderr=subprocess.STDOUT
+    )
+    wait_until(lambda: vpcd.pcscd_socket_alive() or proc.poll() is not None, "pcscd", 10)
+    if proc.poll() is not None:
+        raise RuntimeError(f"pcscd exited with {proc.returncode}")
+    wait_until(lambda: vpcd.READER_0 in vpcd.reader_names(), "the vpcd reader", 10)
+    return proc
 
 
 def _pcsc(ctx: Context, elders: int) -> list[Row]:  # noqa: PLR0912, PLR0915
@@ -322,12 +292,12 @@ def _pcsc(ctx: Context, elders: int) -> list[Row]:  # noqa: PLR0912, PLR0915
     except Exception as exc:
         ctx.note(f"PC/SC rows skipped: cannot start pcscd with the vpcd reader: {exc}")
         return []
-    virtual_card = _card_class()
+    virtual_card = _vpcd().VirtualCard
     lanes: list[Lane] = []
     try:
         for slot, (name, naive) in enumerate((("ours", False), ("baseline", True))):
             reader = PcscReader(
-                name=f"nfc{slot}", reader_filter=READERS[slot], wait_timeout_s=0.2,
+                name=f"nfc{slot}", reader_filter=_vpcd().READERS[slot], wait_timeout_s=0.2,
                 retry_max_s=1.0,
             )  # fmt: skip
             cfg = ReaderConfig(kind="pcsc", name=f"nfc{slot}")
@@ -363,7 +333,7 @@ def _pcsc(ctx: Context, elders: int) -> list[Row]:  # noqa: PLR0912, PLR0915
                 elif i >= 2:  # the first taps warm up
                     results[lane.name]["delivered"].append((t_event - t_tap) * 1000)
                     results[lane.name]["presented"].append((t_event - t0) * 1000)
-                _wait_empty(READERS[slot])
+                _wait_empty(_vpcd().READERS[slot])
         o, b = results["ours"], results["baseline"]
         common: dict[str, Any] = {
             "bench": "card",

@@ -19,21 +19,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from vpcd_card import VPCD_PORT, VirtualCard, remove_all_cards
+from vpcd_card import (
+    PCSCD_SOCKET,
+    READER_0,
+    READERS,
+    VPCD_DRIVER,
+    VPCD_PORT,
+    VPCD_READER_CONF,
+    VirtualCard,
+    pcscd_socket_alive,
+    reader_names,
+    remove_all_cards,
+)
 
 from hardware.cards import CardTap, ReaderStatus
-
-VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
-PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
-VPCD_READER_CONF = f"""\
-FRIENDLYNAME "Virtual PCD"
-DEVICENAME   /dev/null:0x8C7B
-LIBPATH      {VPCD_DRIVER}
-CHANNELID    0x8C7B
-"""
-READER_0 = "Virtual PCD 00 00"
-READER_1 = "Virtual PCD 00 01"
-READERS = (READER_0, READER_1)
 
 
 def wait_until(predicate: Callable[[], object], timeout_s: float = 5.0, step_s: float = 0.02):
@@ -46,32 +45,6 @@ def wait_until(predicate: Callable[[], object], timeout_s: float = 5.0, step_s: 
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout_s}s: {predicate}")
         time.sleep(step_s)
-
-
-def _socket_alive() -> bool:
-    import socket
-
-    if not PCSCD_SOCKET.exists():
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(str(PCSCD_SOCKET))
-        except OSError:
-            return False
-    return True
-
-
-def _reader_names() -> list[str]:
-    from smartcard import scard
-
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != scard.SCARD_S_SUCCESS:
-        return []
-    try:
-        hresult, readers = scard.SCardListReaders(context, [])
-        return list(readers) if hresult == scard.SCARD_S_SUCCESS else []
-    finally:
-        scard.SCardReleaseContext(context)
 
 
 def _no_card_present(only: str | None = None) -> bool:
@@ -136,12 +109,12 @@ class Pcscd:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
-        wait_until(lambda: _socket_alive() or self._proc.poll() is not None, 10, 0.05)
+        wait_until(lambda: pcscd_socket_alive() or self._proc.poll() is not None, 10, 0.05)
         if self._proc.poll() is not None:
             log_tail = self.log_path.read_text(errors="replace")[-2000:]
             pytest.fail(f"pcscd exited with {self._proc.returncode}:\n{log_tail}")
         if readers:
-            wait_until(lambda: READER_0 in _reader_names(), 10, 0.05)
+            wait_until(lambda: READER_0 in reader_names(), 10, 0.05)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         assert self.owned
@@ -154,7 +127,7 @@ class Pcscd:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        wait_until(lambda: not _socket_alive(), 5)
+        wait_until(lambda: not pcscd_socket_alive(), 5)
 
     def restart(self, readers: bool = True) -> None:
         self.stop()
@@ -175,8 +148,8 @@ def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
     if not VPCD_DRIVER.exists():
         pytest.skip(f"vsmartcard-vpcd is not installed ({VPCD_DRIVER} missing)")
     workdir = tmp_path_factory.mktemp("pcscd")
-    if _socket_alive():
-        if READER_0 not in _reader_names():
+    if pcscd_socket_alive():
+        if READER_0 not in reader_names():
             pytest.skip("a running pcscd has no 'Virtual PCD' reader (install vsmartcard-vpcd)")
         yield Pcscd(workdir, owned=False)
         return
@@ -195,7 +168,7 @@ def vpcd(pcscd: Pcscd) -> Iterator[Pcscd]:
     """pcscd running with the vpcd reader, whatever the previous test did to it."""
     if pcscd.owned and not pcscd.running:
         pcscd.start()
-    elif pcscd.owned and READER_0 not in _reader_names():
+    elif pcscd.owned and READER_0 not in reader_names():
         pcscd.restart()
     # Start each test with empty readers, not with the card the previous test just removed.
     wait_until(_no_card_present, 3)

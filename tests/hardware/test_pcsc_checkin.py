@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -51,7 +52,11 @@ def test_card_on_virtual_reader_is_recorded_and_streamed(vpcd, tmp_path: Path) -
         assert health["readers"]["nfc"]["state"] == "ok", health
 
         with VirtualCard(UID):
-            listener.join(0.5)
+            # Hold the card until its result is on screen (pcscd polls presence every ~0.4 s;
+            # a fixed short hold missed it on a loaded machine), as an elder would.
+            deadline = time.monotonic() + 10
+            while not events and time.monotonic() < deadline:
+                time.sleep(0.05)
         with VirtualCard("DEADBEEF"):  # a card nobody registered
             listener.join(10)
         assert [e["outcome"] for e in events] == ["accepted", "refused"]

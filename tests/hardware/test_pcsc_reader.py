@@ -6,8 +6,8 @@ import signal
 import time
 
 import pytest
-from conftest import READER_0, READER_1, Pcscd, take_away, wait_until
-from vpcd_card import VirtualCard
+from conftest import Pcscd, take_away, wait_until
+from vpcd_card import READER_0, READER_1, VirtualCard
 
 from hardware.cards import ReaderState
 from hardware.pcsc_reader import PcscReader, probe

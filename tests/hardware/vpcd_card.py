@@ -23,6 +23,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,46 @@ MIFARE_ATR = bytes.fromhex("3B8F8001804F0CA000000306030001000000006A")
 GET_UID = bytes.fromhex("FFCA0000")
 
 Responder = Callable[[bytes], bytes]
+
+# The pcscd side of the virtual stack, shared by the test fixtures and the card benchmark.
+VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
+VPCD_READER_CONF = f"""\
+FRIENDLYNAME "Virtual PCD"
+DEVICENAME   /dev/null:0x8C7B
+LIBPATH      {VPCD_DRIVER}
+CHANNELID    0x8C7B
+"""
+READER_0 = "Virtual PCD 00 00"
+READER_1 = "Virtual PCD 00 01"
+READERS = (READER_0, READER_1)
+
+
+def pcscd_socket_alive() -> bool:
+    """Does a pcscd answer on its socket?"""
+    if not PCSCD_SOCKET.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(PCSCD_SOCKET))
+        except OSError:
+            return False
+    return True
+
+
+def reader_names() -> list[str]:
+    """The readers pcscd knows right now ([] when it does not answer)."""
+    from smartcard import scard
+
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hresult != scard.SCARD_S_SUCCESS:
+        return []
+    try:
+        hresult, readers = scard.SCardListReaders(context, [])
+        return list(readers) if hresult == scard.SCARD_S_SUCCESS else []
+    finally:
+        scard.SCardReleaseContext(context)
+
 
 # Cards currently presented, so a test fixture can take away whatever a failed test left.
 _inserted: set[VirtualCard] = set()
