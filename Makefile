@@ -85,7 +85,7 @@ soak: setup
 
 # Benchmarks against the budgets in DESIGN.md (several minutes); results in bench/results/.
 bench: setup
-	$(UV) run --locked kiosk bench
+	$(UV) run --locked python -m bench
 
 # Production terminals: dlib compiled against OpenBLAS, cached as a wheel so it builds once.
 DLIB_VERSION := 20.0.1

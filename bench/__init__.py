@@ -1,1 +1,1 @@
-"""The benchmark harness: `kiosk bench [--quick] [--only NAME]` (see docs/bench.md)."""
+"""The benchmark harness: `python -m bench [--quick] [--only NAME]` (see docs/bench.md)."""

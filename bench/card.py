@@ -56,7 +56,7 @@ class Lane:
         return card_uid(i % self.elders + 1)
 
     def start(self) -> None:
-        from kiosk.app import card_tap_handler
+        from kiosk.runtime.daemon import card_tap_handler
 
         bus = self.services.bus
         publish = bus.publish
@@ -92,8 +92,8 @@ class Lane:
 
 
 def _lane(name: str, folder: Path, naive: bool, elders: int, readers: Any = None) -> Lane:
-    from kiosk.app import build_services, open_store
     from kiosk.config import ReaderConfig
+    from kiosk.runtime.daemon import build_services, open_store
 
     store = open_naive_store(folder / "kiosk.db") if naive else open_store(folder)
     seed(store, elders)
@@ -214,7 +214,7 @@ def run(ctx: Context) -> list[Row]:
 def _profile(ctx: Context, lane: Lane) -> None:
     """The handler itself, called in this thread (cProfile sees only its own thread)."""
     from hardware.cards import CardTap
-    from kiosk.app import card_tap_handler
+    from kiosk.runtime.daemon import card_tap_handler
 
     handler = card_tap_handler(lane.services)
     cfg = lane.services.readers.slots[0].config
@@ -233,19 +233,10 @@ def _profile(ctx: Context, lane: Lane) -> None:
 
 @functools.cache
 def _vpcd() -> Any:
-    """tests/hardware/vpcd_card.py: the virtual card and the pcscd side of the virtual stack."""
-    import importlib.util
+    """hardware/vpcd_card.py: the virtual card and the pcscd side of the virtual stack."""
+    from hardware import vpcd_card
 
-    from bench.harness import REPO
-
-    spec = importlib.util.spec_from_file_location(
-        "bench_vpcd_card", REPO / "tests" / "hardware" / "vpcd_card.py"
-    )
-    if spec is None or spec.loader is None:
-        raise RuntimeError("tests/hardware/vpcd_card.py not found")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return vpcd_card
 
 
 def _pcsc_available() -> str | None:

@@ -270,7 +270,7 @@ class KioskSide:
 
 def template_store(workdir: Path, elders: int) -> Path:
     """A migrated kiosk database with `elders` elders, to copy for each simulated kiosk."""
-    from kiosk.app import open_store
+    from kiosk.runtime.daemon import open_store
 
     folder = workdir / "template"
     store = open_store(folder)

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
-# The labelled photo set (never copied into the repository), as kiosk.face.dataset finds it.
+# The labelled photo set (never copied into the repository), as bench.face_tools.dataset finds it.
 FACE_DATA = Path(os.environ.get("KIOSK_FACE_DATA") or REPO.parent / "shared" / "faces")
 
 
@@ -513,7 +513,7 @@ def markdown(report: Report) -> str:  # noqa: PLR0912
     lines = [
         f"# Benchmark results ({'quick' if report.quick else 'full'} run)",
         "",
-        f"Run {report.started_at} in {report.seconds:.0f} s with `kiosk bench"
+        f"Run {report.started_at} in {report.seconds:.0f} s with `python -m bench"
         f"{' --quick' if report.quick else ''}`.",
         "",
         f"Machine: {machine_line(report.machine)}.",
@@ -622,7 +622,7 @@ def print_table(report: Report, console: Any = None) -> None:
     from rich.table import Table
 
     console = console or Console(width=max(Console().width, 150))
-    table = Table(title=f"kiosk bench ({'quick' if report.quick else 'full'})")
+    table = Table(title=f"python -m bench ({'quick' if report.quick else 'full'})")
     for h in HEADERS:
         table.add_column(h, justify="right" if h in ("ours", "baseline", "ratio") else "left")
     colour = {"pass": "green", "FAIL": "red", "-": "dim"}

@@ -88,11 +88,11 @@ def _child_run(mode: str, video: str, warmup: float, seconds: float) -> dict[str
 
     warnings.simplefilter("ignore")
     # Models are loaded before the window, in every mode: the naive loop loads them the way
-    # face_recognition does (all five at import), the kiosk the ones it uses (kiosk.face.models).
+    # face_recognition does (all five at import), the kiosk the ones it uses (kiosk.face.weights).
     if mode == "naive":
         import face_recognition
     else:
-        from kiosk.face import models
+        from kiosk.face import weights as models
 
         models.hog_detector(), models.shape_predictor_5(), models.face_encoder()
 
@@ -128,9 +128,9 @@ def _child_run(mode: str, video: str, warmup: float, seconds: float) -> dict[str
     else:
         import tempfile
 
-        from kiosk.app import open_store
-        from kiosk.checkin import CheckinService
-        from kiosk.face_worker import FaceWorker
+        from kiosk.checkin.rules import CheckinService
+        from kiosk.face.worker import FaceWorker
+        from kiosk.runtime.daemon import open_store
 
         config = kiosk_config()
         store = open_store(Path(tempfile.mkdtemp(prefix="bench-idle-")))

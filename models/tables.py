@@ -122,7 +122,7 @@ class Outbox(Base):
 
 class FaceTemplate(Base):
     """One enrolled face of an elder. The 128-d encoding is stored only encrypted (AES-GCM,
-    nonce + ciphertext + tag); the key lives outside the database file (kiosk/face_templates.py).
+    nonce + ciphertext + tag); the key lives outside the database file (kiosk/face/templates.py).
     Templates never leave the device and are never part of an upload."""
 
     __tablename__ = "face_template"
@@ -156,7 +156,7 @@ def row_to_dict(row: Base) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- caregiver UI
-# (kiosk/caregivers.py, kiosk/notices.py, kiosk/ledgers.py; migration 0003)
+# (kiosk/touchscreen: caregivers.py, notices.py, ledgers.py; migration 0003)
 
 
 class Caregiver(Base):

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from hardware.simulated import SimulatedReader
-from kiosk.app import build_services, open_store
 from kiosk.config import KioskConfig, ReaderConfig, parse_config
-from kiosk.services import KioskServices
+from kiosk.runtime.daemon import build_services, open_store
+from kiosk.runtime.services import KioskServices
 from models.db import Store
 from models.roster import RosterRow, apply_rows
 

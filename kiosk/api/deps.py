@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from kiosk.config import KioskConfig
-from kiosk.services import KioskServices
+from kiosk.runtime.services import KioskServices
 
 
 def get_services(request: Request) -> KioskServices:

@@ -1,7 +1,9 @@
 """Face check-in building blocks: motion gate, detection, encoding, 1:N matching, liveness.
 
-A pure library: nothing here imports the rest of the kiosk. dlib (through kiosk.face.models)
-is imported lazily by detect/encode, so matcher, motion, liveness and guard import without it.
+The pipeline parts (motion, detect, encode, matcher, liveness, guard) import nothing else of
+the kiosk; worker, enrol, templates and card_evidence wire them to the check-in service.
+dlib (through kiosk.face.weights) is imported lazily by detect/encode, so matcher, motion,
+liveness and guard import without it.
 The measured defaults and their reasons are in docs/face.md.
 """
 
@@ -16,7 +18,6 @@ from kiosk.face.matcher import (
     MatchResult,
     NoFace,
     Unknown,
-    bench_match,
 )
 from kiosk.face.motion import MotionGate
 
@@ -34,5 +35,4 @@ __all__ = [
     "NoFace",
     "PresenceGuard",
     "Unknown",
-    "bench_match",
 ]

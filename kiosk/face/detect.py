@@ -4,7 +4,7 @@ dlib's HOG detector costs roughly in proportion to the pixel count, and a face a
 a good part of the frame, so detecting on a half-size copy is ~4x cheaper and loses nothing we
 need: boxes are scaled back to full-resolution coordinates for encoding.
 
-dlib and its model files are loaded lazily (kiosk.face.models), so the rest of the face package
+dlib and its model files are loaded lazily (kiosk.face.weights), so the rest of the face package
 (matcher, motion gate, liveness) imports without dlib.
 """
 
@@ -55,7 +55,7 @@ def detect_faces(image_rgb: Image, scale: float = 0.5, upsample: int = 0) -> lis
     With `upsample=0` the HOG window finds faces of about 80 px and larger in the *scaled*
     image, i.e. 80/scale px in the frame (160 px at scale 0.5).
     """
-    from kiosk.face.models import face_locations
+    from kiosk.face.weights import face_locations
 
     if not 0 < scale <= 1:
         raise ValueError(f"scale must be in (0, 1], got {scale}")

@@ -17,7 +17,7 @@ Landmarks = dict[str, list[tuple[int, int]]]
 
 def encode_face(image_rgb: Image, box: FaceBox, num_jitters: int = 1) -> NDArray[np.float32]:
     """The 128-d encoding of the face in `box` (full-resolution image, RGB)."""
-    from kiosk.face.models import face_encoding
+    from kiosk.face.weights import face_encoding
 
     return np.asarray(face_encoding(image_rgb, box.css(), num_jitters), dtype=np.float32)
 
@@ -25,6 +25,6 @@ def encode_face(image_rgb: Image, box: FaceBox, num_jitters: int = 1) -> NDArray
 def face_landmarks_68(image_rgb: Image, box: FaceBox) -> Landmarks:
     """The 68-point landmarks of one face, grouped as face_recognition names them
     (left_eye, right_eye, nose_tip, nose_bridge, chin, ...)."""
-    from kiosk.face.models import face_landmarks
+    from kiosk.face.weights import face_landmarks
 
     return face_landmarks(image_rgb, box.css())

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 
 ENCODING_DIM = 128
 
-# Defaults measured on ../shared/faces with `python -m kiosk.face.calibrate` (docs/face.md).
+# Defaults measured on ../shared/faces with `python -m bench.face_tools.calibrate` (docs/face.md).
 DEFAULT_THRESHOLD = 0.45
 DEFAULT_MIN_MARGIN = 0.08
 
@@ -194,52 +193,3 @@ class FaceMatcher:
             assert nearest.runner_up is not None  # margin is inf without a runner-up
             return Ambiguous(nearest.elder_id, nearest.distance, margin, nearest.runner_up)
         return Match(nearest.elder_id, nearest.distance, margin)
-
-
-def bench_match(
-    n_templates: int = 50_000,
-    n_queries: int = 200,
-    templates_per_elder: int = 3,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Time `FaceMatcher.nearest` against face_recognition's face_distance baselines.
-
-    For the benchmark harness, never for tests. Encodings are random unit-ish vectors: the
-    arithmetic does not depend on the values. Returns milliseconds per query.
-    """
-    rng = np.random.default_rng(seed)
-    templates = rng.normal(0, 0.09, size=(n_templates, ENCODING_DIM)).astype(np.float32)
-    queries = rng.normal(0, 0.09, size=(n_queries, ENCODING_DIM)).astype(np.float32)
-    elders = [f"e{i // templates_per_elder}" for i in range(n_templates)]
-    matcher = FaceMatcher()
-    matcher.set_templates(elders, templates)
-
-    def timed(fn: object, queries_: NDArray[np.float32]) -> list[float]:
-        out = []
-        for q in queries_:
-            t0 = time.perf_counter()
-            fn(q)  # type: ignore[operator]
-            out.append((time.perf_counter() - t0) * 1000)
-        return sorted(out)
-
-    matcher.nearest(queries[0])  # warm-up: page in the template matrix
-    ours = timed(matcher.nearest, queries)
-
-    from face_recognition import face_distance
-
-    as_list = [t.astype(np.float64) for t in templates]  # how naive code keeps known faces
-    as_array = templates.astype(np.float64)
-    n_base = max(5, n_queries // 10)  # the list baseline is slow; fewer queries suffice
-    base_list = timed(lambda q: face_distance(as_list, q), queries[:n_base])
-    base_array = timed(lambda q: face_distance(as_array, q), queries[:n_base])
-
-    def pct(xs: list[float], p: float) -> float:
-        return xs[min(len(xs) - 1, int(p * len(xs)))]
-
-    return {
-        "n_templates": float(n_templates),
-        "matcher_p50_ms": pct(ours, 0.5),
-        "matcher_p99_ms": pct(ours, 0.99),
-        "face_distance_list_p50_ms": pct(base_list, 0.5),
-        "face_distance_array_p50_ms": pct(base_array, 0.5),
-    }

@@ -1,4 +1,4 @@
-"""The benchmark harness works: `kiosk bench --quick` runs every benchmark once at small sizes
+"""The benchmark harness works: `python -m bench --quick` runs every benchmark once at small sizes
 and writes well-formed JSON and Markdown. No figure is asserted: benchmarks are not tests."""
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ BENCHMARKS = {"card", "face", "match", "idle", "upload", "ingest", "coldstart"}
 @pytest.mark.timeout(900)
 def test_quick_run_writes_json_and_markdown(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "kiosk", "bench", "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=880,
         env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "kiosk bench (quick)" in done.stdout  # the rich table was printed
+    assert "python -m bench (quick)" in done.stdout  # the rich table was printed
 
     report = json.loads((tmp_path / "quick.json").read_text(encoding="utf-8"))
     assert report["quick"] is True

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.face.dataset import ENV_VAR, FaceSample, find_face_data, load_samples
+from bench.face_tools.dataset import ENV_VAR, FaceSample, find_face_data, load_samples
 from kiosk.face.matcher import FaceMatcher
 
 

@@ -13,7 +13,6 @@ from kiosk.face.matcher import (
     FaceMatcher,
     Match,
     Unknown,
-    bench_match,
 )
 
 
@@ -143,16 +142,3 @@ def test_bad_rosters_and_settings_are_refused() -> None:
         FaceMatcher(threshold=0)
     with pytest.raises(ValueError):
         FaceMatcher(min_margin=-0.1)
-
-
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_bench_match_reports_both_sides() -> None:
-    """Only the shape of the answer: timings belong to the benchmark harness."""
-    result = bench_match(n_templates=300, n_queries=5)
-    assert {
-        "matcher_p50_ms",
-        "matcher_p99_ms",
-        "face_distance_list_p50_ms",
-        "face_distance_array_p50_ms",
-    } <= result.keys()
-    assert all(v >= 0 for v in result.values())

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from kiosk.face.calibrate import build_probes, evaluate
-from kiosk.face.dataset import FaceSample, load_rgb
+from bench.face_tools.calibrate import build_probes, evaluate
+from bench.face_tools.dataset import FaceSample, load_rgb
 from kiosk.face.liveness import LivenessCheck, LivenessMode, LivenessState
 from kiosk.face.matcher import (
     DEFAULT_MIN_MARGIN,

@@ -27,11 +27,11 @@ from sqlalchemy import func, select
 
 from hardware.card_uid import InvalidUidError, UidFormat, normalise
 from hardware.serial_reader import FrameDecoder
-from kiosk.api.app import create_app
-from kiosk.caregivers import CaregiverBook
+from kiosk.api.factory import create_app
 from kiosk.config import ConfigError, KioskConfig, parse_config
-from kiosk.roster_import import RosterError, parse_rows, read_table
-from kiosk.services import KioskServices
+from kiosk.ops.roster_import import RosterError, parse_rows, read_table
+from kiosk.runtime.services import KioskServices
+from kiosk.touchscreen.caregivers import CaregiverBook
 from models.db import Store
 from models.roster import apply_rows
 from models.tables import AuditEvent, Elder, MealRecord

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kiosk.maintenance import nightly
+from kiosk.ops.storage import nightly
 from models.db import Store
 from models.roster import apply_rows
 from sync.signing import generate_device_key

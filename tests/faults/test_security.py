@@ -31,11 +31,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
-from kiosk.api.app import create_app
-from kiosk.caregivers import CaregiverBook
+from kiosk.api.factory import create_app
 from kiosk.config import load_config
-from kiosk.face_templates import FaceKey, TemplateStore
-from kiosk.services import KioskServices
+from kiosk.face.templates import FaceKey, TemplateStore
+from kiosk.runtime.services import KioskServices
+from kiosk.touchscreen.caregivers import CaregiverBook
 from models.db import Store
 from sync.client import PlatformClient
 from sync.platform.app import create_platform_app

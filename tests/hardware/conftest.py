@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from vpcd_card import (
+
+from hardware.cards import CardTap, ReaderStatus
+from hardware.vpcd_card import (
     PCSCD_SOCKET,
     READER_0,
     READERS,
@@ -31,8 +33,6 @@ from vpcd_card import (
     reader_names,
     remove_all_cards,
 )
-
-from hardware.cards import CardTap, ReaderStatus
 
 
 def wait_until(predicate: Callable[[], object], timeout_s: float = 5.0, step_s: float = 0.02):

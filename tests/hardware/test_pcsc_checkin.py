@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from vpcd_card import VirtualCard
 
 from hardware.card_uid import normalise
+from hardware.vpcd_card import VirtualCard
 from tests.conftest import REPO, elder_row
 from tests.kiosk.daemon_proc import kiosk_command, start_daemon, stop_daemon, write_config
 

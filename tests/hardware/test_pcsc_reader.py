@@ -7,10 +7,10 @@ import time
 
 import pytest
 from conftest import Pcscd, take_away, wait_until
-from vpcd_card import READER_0, READER_1, VirtualCard
 
 from hardware.cards import ReaderState
 from hardware.pcsc_reader import PcscReader, probe
+from hardware.vpcd_card import READER_0, READER_1, VirtualCard
 
 pytestmark = pytest.mark.slow
 

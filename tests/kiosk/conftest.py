@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from kiosk.api.app import create_app
-from kiosk.caregivers import CaregiverBook
-from kiosk.services import KioskServices
+from kiosk.api.factory import create_app
+from kiosk.runtime.services import KioskServices
+from kiosk.touchscreen.caregivers import CaregiverBook
 from tests.kiosk.ui_browser import CHROMIUM, CHROMIUM_ARGS, PIN, VIEWPORT, skip_without_chromium
 
 

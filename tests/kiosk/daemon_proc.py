@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kiosk.app import open_store
+from kiosk.runtime.daemon import open_store
 from models.db import Store
 from models.roster import RosterRow, apply_rows
 from tests.conftest import REPO

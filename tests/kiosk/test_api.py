@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from kiosk.api.app import create_app
-from kiosk.app import card_tap_handler
-from kiosk.checkin import CheckinRequest, Method
-from kiosk.services import KioskServices
+from kiosk.api.factory import create_app
+from kiosk.checkin.rules import CheckinRequest, Method
+from kiosk.runtime.daemon import card_tap_handler
+from kiosk.runtime.services import KioskServices
 from models.db import Store
 from tests.conftest import Clock, elder_row
 

@@ -8,8 +8,8 @@ import sqlite3
 import pytest
 from sqlalchemy import select
 
-from kiosk.checkin import CheckinRequest, Method, Outcome, Refusal
-from kiosk.services import KioskServices
+from kiosk.checkin.rules import CheckinRequest, Method, Outcome, Refusal
+from kiosk.runtime.services import KioskServices
 from models.chain import verify_chain
 from models.tables import AuditEvent, MealRecord, Outbox, row_to_dict
 from tests.conftest import Clock, elder_row

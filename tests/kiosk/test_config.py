@@ -192,7 +192,7 @@ def test_reader_options_are_checked_against_the_reader_kind() -> None:
 
 
 def test_every_reader_kind_builds_from_config_without_touching_devices() -> None:
-    from kiosk.app import build_reader
+    from kiosk.runtime.daemon import build_reader
 
     config = parse_config(
         BASE_CONFIG
@@ -208,7 +208,7 @@ def test_every_reader_kind_builds_from_config_without_touching_devices() -> None
 def test_per_module_log_levels() -> None:
     import logging
 
-    from kiosk.logs import setup_logging
+    from kiosk.runtime.logs import setup_logging
 
     config = parse_config(BASE_CONFIG + "logging: {level: WARNING, levels: {sync: DEBUG}}\n")
     setup_logging(config.logging)

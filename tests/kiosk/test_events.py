@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from kiosk.events import EventBus
+from kiosk.checkin.events import EventBus
 
 
 def test_ids_increase_and_history_replays_after_an_id() -> None:

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from kiosk.app import open_store
-from kiosk.cli import app
-from kiosk.face.dataset import ENV_VAR, find_face_data
-from kiosk.face_enrol import Enrolled, Enroller, EnrolRefusal, EnrolRefused, load_image
-from kiosk.face_templates import FaceKey, FaceKeyError, TemplateStore
+from bench.face_tools.dataset import ENV_VAR, find_face_data
+from kiosk.cli.main import app
+from kiosk.face.enrol import Enrolled, Enroller, EnrolRefusal, EnrolRefused, load_image
+from kiosk.face.templates import FaceKey, FaceKeyError, TemplateStore
+from kiosk.runtime.daemon import open_store
 from models.roster import apply_rows
 from tests.conftest import BASE_CONFIG, TZ, elder_row
 
@@ -132,8 +132,8 @@ def test_consent_roster_and_readability_are_checked_first(enroller: Enroller, fa
 def test_test_photos_identified_and_strangers_not_matched(data: Path, faces: Path) -> None:
     from kiosk.face.detect import detect_faces
     from kiosk.face.encode import encode_face
+    from kiosk.face.enrol import fit_photo
     from kiosk.face.matcher import FaceMatcher, Match
-    from kiosk.face_enrol import fit_photo
 
     store = open_store(data)
     stored = TemplateStore(store, FaceKey.load(data)).all()
@@ -206,7 +206,7 @@ def test_key_from_the_environment_is_used_and_no_key_file_is_written(
 
 
 def test_a_blob_moved_to_another_elder_does_not_decrypt(tmp_path: Path) -> None:
-    from kiosk.face_templates import decrypt, encrypt
+    from kiosk.face.templates import decrypt, encrypt
 
     key = FaceKey(b"\x02" * 32, "test")
     blob = encrypt(key, "E0001", np.arange(128, dtype=np.float32))

@@ -17,18 +17,18 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from bench.face_tools.dataset import ENV_VAR, find_face_data
 from hardware.camera import CameraState, CameraStatus
 from hardware.cards import CardTap
 from hardware.simulated import SimulatedReader
-from kiosk.app import build_face, build_services, card_tap_handler
-from kiosk.checkin import Outcome, Refusal
+from kiosk.checkin.rules import Outcome, Refusal
 from kiosk.config import ReaderConfig, parse_config
-from kiosk.face.dataset import ENV_VAR, find_face_data
 from kiosk.face.detect import detect_faces
 from kiosk.face.encode import encode_face
-from kiosk.face_enrol import fit_photo, load_image
-from kiosk.face_templates import FaceKey, TemplateStore
-from kiosk.services import KioskServices
+from kiosk.face.enrol import fit_photo, load_image
+from kiosk.face.templates import FaceKey, TemplateStore
+from kiosk.runtime.daemon import build_face, build_services, card_tap_handler
+from kiosk.runtime.services import KioskServices
 from models.db import Store
 from models.roster import apply_rows
 from models.tables import AuditEvent, MealRecord

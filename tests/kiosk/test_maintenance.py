@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.app import DB_FILE, open_store
-from kiosk.checkin import CheckinRequest, Method, Outcome
-from kiosk.maintenance import StoreDamagedError, check_backup, nightly, prune_backups, restore
-from kiosk.services import KioskServices
+from kiosk.checkin.rules import CheckinRequest, Method, Outcome
+from kiosk.ops.storage import StoreDamagedError, check_backup, nightly, prune_backups, restore
+from kiosk.runtime.daemon import DB_FILE, open_store
+from kiosk.runtime.services import KioskServices
 from tests.conftest import REPO, Clock, elder_row
 
 

@@ -12,7 +12,7 @@ from openpyxl import Workbook
 from sqlalchemy import select
 
 from hardware.card_uid import UidFormat
-from kiosk.roster_import import RosterError, check_id_number, import_roster
+from kiosk.ops.roster_import import RosterError, check_id_number, import_roster
 from models.db import Store
 from models.roster import pinyin_initials
 from models.tables import AuditEvent, Card, Elder

@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from bench.face_tools.dataset import find_face_data
 from hardware.cards import CardTap
-from kiosk.app import card_tap_handler
 from kiosk.config import ReaderConfig
-from kiosk.face.dataset import find_face_data
-from kiosk.services import KioskServices
+from kiosk.runtime.daemon import card_tap_handler
+from kiosk.runtime.services import KioskServices
 from models.tables import AuditEvent, Card, FaceTemplate, MealRecord
 from tests.conftest import Clock
 from tests.kiosk.conftest import sign_in_client

@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from kiosk.api.app import create_app
-from kiosk.caregivers import CaregiverBook, PinError, hash_pin, verify_pin
-from kiosk.cli import app as cli_app
-from kiosk.services import KioskServices
+from kiosk.api.factory import create_app
+from kiosk.cli.main import app as cli_app
+from kiosk.runtime.services import KioskServices
+from kiosk.touchscreen.caregivers import CaregiverBook, PinError, hash_pin, verify_pin
 from models.tables import AuditEvent, Caregiver, MealRecord
 from tests.conftest import Clock
 from tests.kiosk.conftest import csrf_of

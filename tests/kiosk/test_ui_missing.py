@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from kiosk.api.app import create_app
-from kiosk.checkin import CheckinRequest, Method
-from kiosk.masking import mask_id_number, mask_name, mask_phone
-from kiosk.missing import missing_diners
-from kiosk.services import KioskServices
+from kiosk.api.factory import create_app
+from kiosk.checkin.rules import CheckinRequest, Method
+from kiosk.runtime.services import KioskServices
+from kiosk.touchscreen.masking import mask_id_number, mask_name, mask_phone
+from kiosk.touchscreen.missing import missing_diners
 from models.roster import apply_rows
 from tests.conftest import TZ, Clock, elder_row
 

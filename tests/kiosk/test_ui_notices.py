@@ -12,12 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from kiosk.api.app import create_app
-from kiosk.caregivers import CaregiverBook
-from kiosk.checkin import CheckinRequest, Method
-from kiosk.cli import app as cli_app
-from kiosk.notices import chart_svg, monthly_report
-from kiosk.services import KioskServices
+from kiosk.api.factory import create_app
+from kiosk.checkin.rules import CheckinRequest, Method
+from kiosk.cli.main import app as cli_app
+from kiosk.runtime.services import KioskServices
+from kiosk.touchscreen.caregivers import CaregiverBook
+from kiosk.touchscreen.notices import chart_svg, monthly_report
 from tests.conftest import BASE_CONFIG, TZ, Clock, elder_row
 from tests.kiosk.test_ui_manual import PIN, csrf_of, sign_in
 

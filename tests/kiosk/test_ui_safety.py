@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from kiosk.ledgers import heartbeat_summary
-from kiosk.notices import set_menu
-from kiosk.services import KioskServices
-from kiosk.statusbar import status_bar
+from kiosk.runtime.services import KioskServices
+from kiosk.touchscreen.ledgers import heartbeat_summary
+from kiosk.touchscreen.notices import set_menu
+from kiosk.touchscreen.statusbar import status_bar
 from models.tables import AuditEvent, FoodSample, SafetyInspection
 from sync.heartbeat import HeartbeatExtras, build_heartbeat
 from sync.wire import Heartbeat
@@ -117,7 +117,7 @@ def test_monthly_ledger_prints_entries_and_gaps(
     client: TestClient, services: KioskServices, clock: Clock
 ) -> None:
     token = signed_in(client)
-    from kiosk.checkin import CheckinRequest, Method
+    from kiosk.checkin.rules import CheckinRequest, Method
 
     assert services.checkin.check_in(CheckinRequest(Method.CARD, card_uid="A0000001")).accepted
     page = client.get("/safety/ledger?month=2026-12").text

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from kiosk.face.dataset import find_face_data
+from bench.face_tools.dataset import find_face_data
 from tests.kiosk.daemon_proc import start_daemon, stop_daemon
 from tests.kiosk.ui_browser import (
     PIN,

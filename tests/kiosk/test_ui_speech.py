@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from kiosk.checkin import CheckinRequest, Method
-from kiosk.services import KioskServices
-from kiosk.speech import build_speaker, listener, prompt_for
+from kiosk.checkin.rules import CheckinRequest, Method
+from kiosk.runtime.services import KioskServices
+from kiosk.touchscreen.speech import build_speaker, listener, prompt_for
 from tests.conftest import elder_row
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kiosk.sdnotify import Notifier
+from kiosk.runtime.sdnotify import Notifier
 from tests.conftest import elder_row
 from tests.kiosk.daemon_proc import start_daemon, stop_daemon
 

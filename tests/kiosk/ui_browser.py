@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kiosk.app import open_store
-from kiosk.caregivers import CaregiverBook
-from kiosk.checkin import CheckinRequest, CheckinService, Method
+from kiosk.checkin.rules import CheckinRequest, CheckinService, Method
 from kiosk.config import load_config
+from kiosk.runtime.daemon import open_store
+from kiosk.touchscreen.caregivers import CaregiverBook
 from tests.conftest import REPO, elder_row
 from tests.kiosk.daemon_proc import kiosk_command, start_daemon, stop_daemon
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kiosk.provision import provision
+from kiosk.ops.provision import provision
 from tests.conftest import elder_row
 from tests.kiosk.daemon_proc import start_daemon, stop_daemon
 from tests.sync.conftest import ADMIN_TOKEN, Platform

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from pydantic import BaseModel
 from sqlalchemy import select, text
 
-from kiosk.checkin import CheckinRequest, CheckinService, Method, Outcome
+from kiosk.checkin.rules import CheckinRequest, CheckinService, Method, Outcome
 from models.tables import AuditEvent, Elder, Outbox
 from sync import wire
 from sync.backoff import Backoff

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kiosk.cli import app
+from kiosk.cli.main import app
 from tests.sync.conftest import Kiosk, Platform, add_records
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,237 @@
+"""Face enrolment and card binding on the touchscreen (caregiver session; CSRF on every POST).
+
+GET  /enrol?q=&elder_id=&mode=face|card   choose an elder (search like manual check-in), then
+                                          enrol a face or bind a card
+GET  /api/camera/snapshot.jpg             the newest camera frame as JPEG, for the live preview:
+                                          encoded in memory, never written anywhere
+GET  /api/enrol/quality                   the enrolment photo gates on the newest frame: a hint
+POST /api/enrol                           elder_id, consent=yes, consent_ref -> typed result
+GET  /api/card-binding                    the binding window: armed? for whom? last result
+POST /api/card-binding                    elder_id: the next tap of an unbound card binds it
+POST /api/card-binding/cancel
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import cv2
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from kiosk.api.deps import ServicesDep
+from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
+from kiosk.api.routers.manual import search_elders
+from kiosk.face.enrol import Enrolled, Enroller, EnrolRefusal
+from kiosk.touchscreen.masking import mask_id_number
+from models.tables import AuditEvent, Elder
+
+router = APIRouter(tags=["enrol"])
+
+CONSENT_TEXT = (
+    "我已经向老人（或家属）讲清楚：登记人脸是为了吃饭时刷脸签到；照片不保存，"
+    "只在这台机器上加密保存一串人脸特征；不愿意刷脸也可以一直刷卡，随时可以要求删除。"
+    "老人（或家属）已经在知情同意书上签字。"
+)
+HINTS = {  # what the preview says, shortly, for each photo gate
+    EnrolRefusal.NO_FACE: "请老人正对摄像头",
+    EnrolRefusal.SEVERAL_FACES: "画面里不止一个人，请只留老人一人",
+    EnrolRefusal.FACE_TOO_SMALL: "脸太小，请靠近一点",
+    EnrolRefusal.BLURRED: "画面模糊，请别动，或擦一擦镜头",
+    EnrolRefusal.TOO_DARK: "太暗了，请开灯或换个亮处",
+    EnrolRefusal.TOO_BRIGHT: "太亮了，请避开强光",
+}
+JPEG_QUALITY = 70
+_enroller_lock = threading.Lock()
+_quality_lock = threading.Lock()
+
+
+def _enroller(request: Request) -> Enroller:
+    """One Enroller per app (its TemplateStore holds the face key); FaceKeyError if no key."""
+    from kiosk.face.templates import FaceKey, TemplateStore
+
+    state = request.app.state
+    with _enroller_lock:
+        enroller = getattr(state, "enroller", None)
+        if enroller is None:
+            services = state.services
+            templates = TemplateStore(services.store, FaceKey.load(services.data_dir))
+            face = services.config.face
+            enroller = Enroller(templates, face.threshold, face.min_margin)
+            state.enroller = enroller
+    return enroller
+
+
+def _frame_rgb(services: Any) -> Any:
+    """The newest camera frame as RGB, or None (no camera, or no frame yet)."""
+    latest = services.camera.latest() if services.camera is not None else None
+    if latest is None:
+        return None
+    return cv2.cvtColor(latest[0], cv2.COLOR_BGR2RGB)
+
+
+def _elder(services: Any, elder_id: str) -> dict[str, Any] | None:
+    if not elder_id:
+        return None
+    with services.store.read() as s:
+        e = s.get(Elder, elder_id)
+        if e is None:
+            return None
+        return {
+            "elder_id": e.elder_id,
+            "name": e.name,
+            "group": e.group_name,
+            "id_number": mask_id_number(e.id_number_masked),
+            "cards": len(e.cards),
+        }
+
+
+@router.get("/enrol", response_class=HTMLResponse)
+def enrol_page(
+    request: Request,
+    services: ServicesDep,
+    caregiver: CaregiverDep,
+    q: str = "",
+    elder_id: str = "",
+    mode: str = "face",
+) -> HTMLResponse:
+    elder = _elder(services, elder_id)
+    today = services.now().date()
+    return render(
+        request,
+        "enrol.html",
+        {
+            "page": "enrol",
+            "q": q,
+            "elders": search_elders(services, q) if elder is None else [],
+            "elder": elder,
+            "mode": "card" if mode == "card" else "face",
+            "camera": services.camera is not None,
+            "consent_text": CONSENT_TEXT,
+            "consent_ref": f"同意书-{today:%Y%m%d}-{elder_id}" if elder else "",
+        },
+    )
+
+
+@router.get("/api/camera/snapshot.jpg")
+def camera_snapshot(services: ServicesDep, caregiver: CaregiverDep) -> Response:
+    if services.camera is None:
+        raise HTTPException(404, "no camera configured")
+    latest = services.camera.latest()
+    if latest is None:
+        raise HTTPException(503, "no frame yet")
+    ok, jpeg = cv2.imencode(".jpg", latest[0], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise HTTPException(500, "could not encode the frame")
+    return Response(
+        jpeg.tobytes(), media_type="image/jpeg", headers={"Cache-Control": "no-store, private"}
+    )
+
+
+@router.get("/api/enrol/quality")
+def enrol_quality(
+    request: Request, services: ServicesDep, caregiver: CaregiverDep
+) -> dict[str, Any]:
+    if services.camera is None:
+        return {"state": "no_camera", "hint": "没有摄像头，不能登记人脸"}
+    image = _frame_rgb(services)
+    if image is None:
+        return {"state": "no_frame", "hint": "摄像头还没有画面，请稍等"}
+    if not _quality_lock.acquire(blocking=False):  # one detection at a time; the page retries
+        return {"state": "busy", "hint": ""}
+    try:
+        refusal = _enroller(request).check_photo(image)
+    finally:
+        _quality_lock.release()
+    if refusal is None:
+        return {"state": "ok", "hint": "可以登记了"}
+    return {"state": str(refusal.reason), "hint": HINTS.get(refusal.reason, refusal.message)}
+
+
+@router.post("/api/enrol")
+def enrol_face(
+    request: Request, services: ServicesDep, caregiver: CaregiverDep, form: CheckedForm
+) -> JSONResponse:
+    from kiosk.face.templates import FaceKeyError
+
+    elder_id = form.get("elder_id", "")
+    if form.get("consent") != "yes":
+        return JSONResponse(
+            {
+                "outcome": "refused",
+                "reason": str(EnrolRefusal.NO_CONSENT),
+                "message": "请先勾选：老人（或家属）已签字同意",
+            },
+            status_code=422,
+        )
+    image = _frame_rgb(services)
+    if image is None:
+        raise HTTPException(503, "摄像头没有画面，不能登记")
+    try:
+        enroller = _enroller(request)
+    except (FaceKeyError, OSError) as exc:
+        raise HTTPException(503, f"人脸密钥有问题，请联系技术员：{exc}") from None
+    now = services.now()
+    result = enroller.enrol(elder_id, image, form.get("consent_ref", ""), now, source="screen")
+    del image  # nothing of the picture is kept
+    detail: dict[str, Any] = {"elder": elder_id, "caregiver": caregiver.caregiver_id}
+    if isinstance(result, Enrolled):
+        body = {
+            "outcome": "enrolled",
+            "message": result.message,
+            "templates": result.templates,
+            "face_px": result.face_px,
+            "sharpness": round(result.sharpness),
+        }
+        kind = "face_enrolled"
+        detail["template"] = result.template_id
+    else:
+        body = {"outcome": "refused", "reason": str(result.reason), "message": result.message}
+        kind = "face_enrol_refused"
+        detail["reason"] = str(result.reason)
+    with services.store.write() as s:
+        s.add(AuditEvent(at=now, kind=kind, detail=json.dumps(detail)))
+    return JSONResponse(body)
+
+
+def _binding_state(services: Any) -> dict[str, Any]:
+    now = services.now()
+    binding = services.card_binding
+    pending = binding.pending(now)
+    last = binding.last.as_event() if binding.last is not None else None
+    if pending is None:
+        return {"armed": False, "last": last}
+    return {
+        "armed": True,
+        "elder_id": pending.elder_id,
+        "elder_name": pending.elder_name,
+        "seconds_left": max(0, int((pending.expires_at - now).total_seconds())),
+        "last": last,
+    }
+
+
+@router.get("/api/card-binding")
+def card_binding_state(services: ServicesDep, caregiver: CaregiverDep) -> dict[str, Any]:
+    return _binding_state(services)
+
+
+@router.post("/api/card-binding")
+def card_binding_arm(
+    services: ServicesDep, caregiver: CaregiverDep, form: CheckedForm
+) -> dict[str, Any]:
+    pending = services.card_binding.arm(
+        services.store, form.get("elder_id", ""), caregiver.caregiver_id, services.now()
+    )
+    if pending is None:
+        raise HTTPException(422, "花名册中没有这位老人")
+    return _binding_state(services)
+
+
+@router.post("/api/card-binding/cancel")
+def card_binding_cancel(
+    services: ServicesDep, caregiver: CaregiverDep, form: CheckedForm
+) -> dict[str, Any]:
+    services.card_binding.cancel()
+    return _binding_state(services)

@@ -1,0 +1,118 @@
+"""`kiosk sync`: one upload round by hand (with a progress bar), and `kiosk sync --status`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+log = logging.getLogger(__name__)
+out = Console()
+err = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `sync` command to the kiosk CLI."""
+    app.command("sync")(sync_command)
+
+
+def sync_command(
+    ctx: typer.Context,
+    status: Annotated[
+        bool, typer.Option("--status", help="show pending/rejected records; send nothing")
+    ] = False,
+) -> None:
+    """Upload pending records to the county platform now (or show the upload status)."""
+    from kiosk.runtime.daemon import open_store
+
+    context = ctx.obj
+    config = context.config()
+    store = open_store(context.data_dir)
+    try:
+        if status:
+            _show_status(store)
+        else:
+            raise typer.Exit(_upload(store, config, context.data_dir))
+    finally:
+        store.close()
+
+
+def _show_status(store) -> None:
+    from sync.status import sync_status
+
+    s = sync_status(store)
+    out.print(f"pending:   {s.pending}")
+    out.print(f"uploaded:  {s.uploaded}")
+    out.print(f"rejected:  {len(s.rejected)}")
+    out.print(f"last success: {s.last_success_at.isoformat() if s.last_success_at else 'never'}")
+    if s.oldest_pending_at:
+        out.print(f"oldest pending record: {s.oldest_pending_at.isoformat()}")
+    if s.last_error:
+        out.print(f"last error: {s.last_error}", style="red")
+    if s.rejected:
+        table = Table("seq", "date", "record", "reason", title="rejected by the platform")
+        for r in s.rejected:
+            table.add_row(str(r.seq), r.service_date.isoformat(), r.record_id, r.reason)
+        out.print(table)
+
+
+def _upload(store, config, data_dir) -> int:
+    from kiosk.config import load_secret
+    from sync.client import PlatformClient, PlatformError
+    from sync.signing import DeviceKeyError, default_key_path, load_device_key
+    from sync.uploader import Uploader, pending_count
+
+    if not config.platform.url:
+        err.print("no platform.url in config.yaml: this kiosk runs offline", style="red")
+        return 2
+    token = load_secret("device-token")
+    if not token:
+        err.print("no device token (KIOSK_DEVICE_TOKEN or credential device-token)", style="red")
+        return 2
+    try:
+        key = load_device_key(default_key_path(data_dir))
+    except DeviceKeyError as exc:
+        err.print(str(exc), style="red")
+        return 2
+    total = pending_count(store)
+    if total == 0:
+        out.print("nothing to upload")
+    with PlatformClient(config.platform.url, token) as client:
+        uploader = Uploader(
+            store,
+            client,
+            key,
+            config.device.device_id,
+            batch_size=config.platform.batch_size,
+            clock=lambda: dt.datetime.now(config.site.tz),
+        )
+        try:
+            from sync.checkpoint import push_checkpoint
+
+            push_checkpoint(store, client, key, config.device.device_id, uploader.clock())
+        except PlatformError as exc:
+            err.print(f"checkpoint not sent: {exc}", style="yellow")
+        columns = (
+            TextColumn("uploading"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=out, disable=total == 0) as bar:
+            task = bar.add_task("upload", total=total)
+            result = uploader.run_round(
+                progress=lambda done, of: bar.update(task, completed=done, total=of)
+            )
+    out.print(
+        f"accepted {result.accepted}, duplicate {result.duplicate}, rejected {result.rejected}, "
+        f"{result.pending_left} still pending"
+    )
+    if not result.ok:
+        err.print(f"upload stopped: {result.error}", style="red")
+        return 1
+    return 0

@@ -1,0 +1,342 @@
+"""The face worker thread: camera frames in, face check-ins out.
+
+    camera.wait_newer -> MotionGate -> FacePipeline (detect, encode [, landmarks])
+        -> FaceMatcher.match -> [LivenessCheck] -> PresenceGuard -> CheckinService.check_in
+
+Only a `Match` can lead to a check-in, and `CheckinService` stays the one place that writes
+records (the rules answer "已签到" for a second meal). A face that nobody matches, or that is
+too close to two elders, gets "请刷卡" once per visit, and only after it has been in view for
+`PROMPT_AFTER_S` without a match: single frames of an enrolled elder often fall just outside
+the strict threshold (docs/face.md: 9 of 41 clip frames within 0.45), and a "请刷卡" flashing
+before "签到成功" would confuse the elder.
+
+The worker sleeps in `wait_newer` and runs nothing heavy while the motion gate is closed or
+nobody is enrolled. Templates are loaded at start and reloaded when the set in the database
+changes (enrolment or consent withdrawal, also from another process such as `kiosk enroll`).
+A heartbeat lets the daemon's self-check tell a hung worker from an idle one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hardware.camera import Camera, Frame
+from kiosk.checkin.rules import CheckinRequest, CheckinResult, CheckinService, Method, Refusal
+from kiosk.config import FaceConfig
+from kiosk.face import (
+    Ambiguous,
+    FaceMatcher,
+    LivenessCheck,
+    LivenessMode,
+    LivenessState,
+    Match,
+    MotionGate,
+    PresenceGuard,
+    Unknown,
+)
+from kiosk.face.pipeline import FaceAnalysis, FacePipeline
+from kiosk.face.templates import FaceKeyError, TemplateStore
+
+log = logging.getLogger(__name__)
+
+WAIT_S = 0.5  # longest sleep in wait_newer: bounds the heartbeat interval while idle
+RELOAD_POLL_S = 5.0  # how often the template set in the database is checked for changes
+# While nobody is in view the motion gate looks at 10 frames a second, not at every frame the
+# camera decodes: a person walking up is seen within 0.1 s, and the idle CPU budget (5 % of a
+# core, with decoding alone at ~3 %) holds. The camera keeps only the newest frame, so the
+# skipped ones cost nothing.
+IDLE_GATE_INTERVAL_S = 0.1
+VISIT_GAP_S = 1.5  # no face for this long ends a visit
+PROMPT_AFTER_S = 2.0  # an unmatched face this long in view gets "请刷卡"
+# Frames of a face whose nearest elder is the one under a liveness check, this far past the
+# threshold, still feed the check (their landmarks are as good; the identity was decided).
+LIVENESS_SLACK = 0.15
+
+
+def _finite(value: float) -> float | None:
+    """For the record: a margin is inf when only one elder is enrolled."""
+    return round(value, 4) if math.isfinite(value) else None
+
+
+@dataclass
+class _Visit:
+    started: float
+    last_face: float
+    matched: bool = False
+    prompted: bool = False
+
+
+class FaceWorker:
+    def __init__(
+        self,
+        face: FaceConfig,
+        camera: Camera,
+        checkin: CheckinService,
+        templates: TemplateStore | None,
+        key_problem: str | None = None,
+        pipeline: FacePipeline | None = None,
+    ) -> None:
+        self.face = face
+        self.camera = camera
+        self.checkin = checkin
+        self.templates = templates
+        self.liveness_mode = LivenessMode(face.liveness)
+        self.pipeline = pipeline or FacePipeline(
+            detect_scale=face.detect_scale,
+            min_face_px=face.min_face_px,
+            landmarks=self.liveness_mode is not LivenessMode.OFF,
+        )
+        self.matcher = FaceMatcher(face.threshold, face.min_margin)
+        self.gate = MotionGate()
+        self.guard = PresenceGuard(face.rearm_after_s)
+        # dlib is shared with the card-evidence check (reader threads): one caller at a time.
+        self.lock = threading.Lock()
+        self.heartbeat = time.monotonic()
+        self.state = "starting" if key_problem is None else "error"
+        self.detail = key_problem or ""
+        self.thread: threading.Thread | None = None
+        self._fingerprint: tuple[int, int] | None = None
+        self._visit: _Visit | None = None
+        self._live: LivenessCheck | None = None
+        self._live_match: Match | None = None
+        self._decision_ms: deque[float] = deque(maxlen=200)
+        self._detect_ms: deque[float] = deque(maxlen=200)
+        self._encode_ms: deque[float] = deque(maxlen=200)
+        self.frames_seen = 0
+        self.frames_analyzed = 0
+        self.gate_open = False  # motion seen on the last frame (else the worker idles)
+        # (camera timestamp, encoding) of the newest face analysed, for card evidence.
+        self.last_encoding: tuple[float, np.ndarray] | None = None
+        self.checkins = 0
+
+    # -- thread ------------------------------------------------------------------------------
+    def start(self, stop: threading.Event) -> None:
+        self.thread = threading.Thread(target=self.run, args=(stop,), name="face", daemon=True)
+        self.thread.start()
+
+    def join(self, timeout: float = 5.0) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def run(self, stop: threading.Event) -> None:
+        self.reload()
+        next_poll = time.monotonic() + RELOAD_POLL_S
+        seq = 0
+        while not stop.is_set():
+            now = time.monotonic()
+            self.heartbeat = now
+            if now >= next_poll:
+                next_poll = now + RELOAD_POLL_S
+                self.reload_if_changed()
+            got = self.camera.wait_newer(seq, WAIT_S)
+            if got is None:
+                self._no_face(time.monotonic())
+                continue
+            frame, seq, captured = got
+            try:
+                self.process(frame, captured)
+            except Exception:  # one bad frame must not end face check-in for the day
+                log.exception("face worker: frame %d failed", seq)
+            if not self.gate_open:
+                stop.wait(max(0.0, IDLE_GATE_INTERVAL_S - (time.monotonic() - now)))
+        self.state = "stopped"
+
+    def problem(self, stall_s: float) -> str | None:
+        """For the daemon's self-check: a dead or hung worker (an idle one is fine)."""
+        if self.thread is None:
+            return None
+        if not self.thread.is_alive():
+            return "face worker thread stopped"
+        age = time.monotonic() - self.heartbeat
+        if age > stall_s:
+            return f"face worker hung (no heartbeat for {age:.0f} s)"
+        return None
+
+    # -- templates ---------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Load every template into the matcher (at start, after enrolment or withdrawal)."""
+        if self.templates is None:
+            return
+        try:
+            fingerprint = self.templates.fingerprint()
+            stored = self.templates.all()
+        except FaceKeyError as exc:
+            self.state, self.detail = "error", str(exc)
+            log.error("face check-in disabled: %s", exc)
+            return
+        if stored:
+            encodings = np.stack([t.encoding for t in stored])
+            self.matcher.set_templates([t.elder_id for t in stored], encodings)
+        else:
+            self.matcher.set_roster([])
+        self._fingerprint = fingerprint
+        self.state = "ok" if stored else "idle"
+        self.detail = "" if stored else "no face enrolled"
+        log.info("face templates loaded: %d of %d elders", len(stored), self.matcher.elder_count)
+
+    def reload_if_changed(self) -> None:
+        if self.templates is None:
+            return
+        try:
+            if self.templates.fingerprint() != self._fingerprint:
+                self.reload()
+        except Exception:
+            log.exception("face worker: could not check the templates")
+
+    # -- one frame ---------------------------------------------------------------------------
+    def analyze(self, frame: Frame) -> FaceAnalysis:
+        with self.lock:
+            return self.pipeline.analyze_bgr(frame)
+
+    def process(self, frame: Frame, captured: float) -> CheckinResult | None:
+        """One frame through the gate, pipeline, matcher, liveness and guard."""
+        self.frames_seen += 1
+        now = time.monotonic()
+        self.gate_open = self.matcher.template_count > 0 and self.gate.update(frame, now)
+        if not self.gate_open:
+            self._no_face(now)
+            return None
+        analysis = self.analyze(frame)
+        self.frames_analyzed += 1
+        self._detect_ms.append(analysis.timings.detect_ms)
+        if analysis.encoding is None:
+            self._no_face(time.monotonic())
+            self._decision_ms.append((time.monotonic() - captured) * 1000)
+            return None
+        self._encode_ms.append(analysis.timings.encode_ms)
+        # Kept for card evidence: a tap while this face is in view needs no second encoding.
+        self.last_encoding = (captured, analysis.encoding)
+        decision = self.matcher.match(analysis.encoding)
+        now = time.monotonic()
+        visit = self._visit
+        if visit is None or now - visit.last_face > VISIT_GAP_S:
+            visit = self._visit = _Visit(started=now, last_face=now)
+        visit.last_face = now
+        if isinstance(decision, Match):
+            visit.matched = True
+            result = self._on_match(decision, analysis, now)
+        else:
+            result = self._on_unmatched(decision, analysis, now, visit)
+        self._decision_ms.append((time.monotonic() - captured) * 1000)
+        return result
+
+    def _no_face(self, now: float) -> None:
+        if self._live is not None:
+            self._feed_liveness(None, now)
+        if self._visit is not None and now - self._visit.last_face > VISIT_GAP_S:
+            self._visit = None
+
+    def _on_match(self, match: Match, analysis: FaceAnalysis, now: float) -> CheckinResult | None:
+        elder = str(match.elder_id)
+        if self.liveness_mode is LivenessMode.OFF:
+            if self.guard.observe(elder, now):
+                return self._check_in(match, "off")
+            return None
+        if self.guard.in_view(elder, now):
+            self.guard.observe(elder, now)  # still standing there: keep the guard armed
+            return None
+        if self._live is None or self._live_match is None or self._live_match.elder_id != elder:
+            self._live = LivenessCheck(self.liveness_mode)
+            self._live.start(now)
+            self._live_match = match
+        elif match.distance < self._live_match.distance:
+            self._live_match = match
+        return self._feed_liveness(analysis.landmarks, now)
+
+    def _on_unmatched(
+        self, decision: Ambiguous | Unknown, analysis: FaceAnalysis, now: float, visit: _Visit
+    ) -> CheckinResult | None:
+        live = self._live_match
+        if (
+            live is not None
+            and decision.elder_id == live.elder_id
+            and decision.distance <= self.face.threshold + LIVENESS_SLACK
+        ):
+            return self._feed_liveness(analysis.landmarks, now)
+        if self._live is not None:
+            self._feed_liveness(None, now)
+        if visit.matched or visit.prompted or now - visit.started < PROMPT_AFTER_S:
+            return None
+        visit.prompted = True
+        refusal = (
+            Refusal.FACE_AMBIGUOUS if isinstance(decision, Ambiguous) else Refusal.FACE_UNKNOWN
+        )
+        if isinstance(decision, Ambiguous):
+            log.info(
+                "ambiguous face: %s %.3f vs %s (margin %.3f)",
+                decision.elder_id, decision.distance, decision.runner_up, decision.margin,
+            )  # fmt: skip
+        return self.checkin.refuse_face(
+            refusal, _finite(decision.distance), _finite(decision.margin)
+        )
+
+    def _feed_liveness(self, landmarks: Any, now: float) -> CheckinResult | None:
+        live, match = self._live, self._live_match
+        assert live is not None
+        state = live.update(landmarks, now)
+        if state is LivenessState.PENDING or match is None:
+            return None
+        self._live = self._live_match = None
+        elder = str(match.elder_id)
+        self.guard.observe(elder, now)  # pass or fail: once per appearance
+        if state is LivenessState.PASSED:
+            return self._check_in(match, live.outcome)
+        log.warning("liveness failed for %s: %s", elder, live.detail)
+        return self.checkin.refuse_face(
+            Refusal.LIVENESS_FAILED, _finite(match.distance), _finite(match.margin)
+        )
+
+    def _check_in(self, match: Match, liveness: str) -> CheckinResult:
+        result = self.checkin.check_in(
+            CheckinRequest(
+                Method.FACE,
+                elder_id=str(match.elder_id),
+                distance=_finite(match.distance),
+                margin=_finite(match.margin),
+                liveness=liveness,
+            )
+        )
+        self.checkins += result.accepted
+        log.info(
+            "face %s (distance %.3f, margin %.3f, liveness %s): %s",
+            match.elder_id, match.distance, match.margin, liveness, result.outcome,
+        )  # fmt: skip
+        return result
+
+    # -- health ------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        def p(values: deque[float], q: float) -> float | None:
+            data = sorted(values)
+            if not data:
+                return None
+            return round(data[min(len(data) - 1, int(q * len(data)))], 1)
+
+        return {
+            "state": self.state,
+            "detail": self.detail,
+            "templates": self.matcher.template_count,
+            "elders": self.matcher.elder_count,
+            "liveness": str(self.liveness_mode),
+            "card_evidence": self.face.card_evidence,
+            "heartbeat_age_s": round(time.monotonic() - self.heartbeat, 1),
+            "frames_seen": self.frames_seen,
+            "frames_analyzed": self.frames_analyzed,
+            "checkins": self.checkins,
+            "decision_ms_p50": p(self._decision_ms, 0.5),
+            "decision_ms_p99": p(self._decision_ms, 0.99),
+            "detect_ms_p50": round(statistics.median(self._detect_ms), 1)
+            if self._detect_ms
+            else None,
+            "encode_ms_p50": round(statistics.median(self._encode_ms), 1)
+            if self._encode_ms
+            else None,
+        }

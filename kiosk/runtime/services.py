@@ -1,0 +1,201 @@
+"""The running parts of a kiosk that the web app and the CLI share.
+
+Built by kiosk.runtime.daemon."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from hardware.camera import Camera
+from kiosk import __version__
+from kiosk.checkin.events import EventBus
+from kiosk.checkin.rules import CheckinService, Refusal
+from kiosk.config import KioskConfig
+from kiosk.face.worker import FaceWorker
+from kiosk.runtime.reader_hub import ReaderHub
+from kiosk.touchscreen.card_binding import CardBinding
+from models.db import Store
+from models.tables import Outbox
+
+log = logging.getLogger(__name__)
+
+LOW_DISK_BYTES = 64 * 1024 * 1024
+# Below this, SQLite cannot be trusted to find room for a record: the disk counts as full.
+DISK_FULL_BYTES = 1024 * 1024
+# After a "disk full" refusal, this much space must come free before health calls it cleared.
+FREED_BYTES = 256 * 1024
+STORAGE_PROBLEMS = {
+    "full": "存储空间已满，请联系管理员",
+    "read_only": "存储变为只读，记录无法保存，请联系管理员",
+    "error": "数据库写入失败，请联系管理员",
+}
+# What the caregiver reads on the screen for a reader that is not ready.
+READER_PROBLEMS = {"absent": "读卡器未连接", "error": "读卡器故障"}
+CAMERA_PROBLEMS = {"absent": "摄像头未连接", "error": "摄像头故障", "stopped": "摄像头已停止"}
+
+
+@dataclass
+class KioskServices:
+    config: KioskConfig
+    store: Store
+    bus: EventBus
+    checkin: CheckinService
+    readers: ReaderHub
+    data_dir: Path
+    stopping: threading.Event = field(default_factory=threading.Event)
+    # Present only with camera.enabled; card check-in never depends on them.
+    camera: Camera | None = None
+    face: FaceWorker | None = None
+    card_evidence: Any = (
+        None  # kiosk.face.card_evidence.CardEvidence when face.card_evidence != off
+    )
+    # sync.scheduler.SyncState while uploads run, else the reason they don't (set by Daemon).
+    sync_state: Any = None
+    clock_synced: bool | None = None  # from kiosk.runtime.timesync; None = cannot tell
+    speaker: Any = None  # hardware.speaker.Speaker while spoken prompts run (set by Daemon)
+    # The short binding window of the card-binding screen (consumed by the tap handler).
+    card_binding: CardBinding = field(default_factory=CardBinding)
+
+    def now(self) -> dt.datetime:
+        return self.checkin.now()
+
+    def health(self) -> dict[str, Any]:
+        """The state a technician and the caregiver need, cheap enough to poll every second."""
+        db: dict[str, Any] = {"ok": True, "detail": ""}
+        pending = rejected = None
+        try:
+            with self.store.read() as session:
+                # Rejected records are kept, not queued: they wait for a person, not the uploader.
+                pending = session.scalar(
+                    select(func.count())
+                    .select_from(Outbox)
+                    .where(Outbox.uploaded_at.is_(None), Outbox.rejected_reason.is_(None))
+                )
+                rejected = session.scalar(
+                    select(func.count())
+                    .select_from(Outbox)
+                    .where(Outbox.rejected_reason.is_not(None))
+                )
+        except SQLAlchemyError as exc:
+            db = {"ok": False, "detail": str(getattr(exc, "orig", exc))}
+        try:
+            free = shutil.disk_usage(self.data_dir).free
+        except OSError:
+            free = None
+        db["free_bytes"] = free
+        db["storage"], db["storage_detail"] = self._storage_state(free)
+        db["writable"] = db["ok"] and db["storage"] == "ok"
+        readers = {
+            name: {"state": str(s.state), "detail": s.detail}
+            for name, s in self.readers.statuses().items()
+        }
+        problems = []
+        if not db["ok"]:
+            problems.append("数据库不可用")
+        if db["storage"] != "ok":
+            problems.append(STORAGE_PROBLEMS[db["storage"]])
+        elif free is not None and free < LOW_DISK_BYTES:
+            problems.append("存储空间不足")
+        problems += [
+            f"{READER_PROBLEMS.get(r['state'], '读卡器未就绪')}（{name}）"
+            for name, r in readers.items()
+            if r["state"] != "ok"
+        ]
+        camera, face = self._camera_health(), self._face_health()
+        if camera["state"] not in ("disabled", "ok", "starting"):
+            problems.append(CAMERA_PROBLEMS.get(camera["state"], "摄像头未就绪"))
+        if face["state"] == "error":
+            problems.append("刷脸不可用")
+        if self.clock_synced is False:
+            problems.append("时钟未同步，请检查网络")
+        sync = self._sync_health()
+        if sync.get("last_error"):
+            problems.append("数据上传失败，记录已保存在本机")
+        if rejected:
+            problems.append(f"{rejected} 条记录被平台退回，请联系管理员")
+        return {
+            # "error" (503) exactly when a check-in could not be stored now.
+            "status": "error" if not db["writable"] else ("degraded" if problems else "ok"),
+            "problems": problems,
+            "version": __version__,
+            "device_id": self.config.device.device_id,
+            "point_id": self.config.site.point_id,
+            "time": self.now().isoformat(),
+            "db": db,
+            "readers": readers,
+            "camera": camera,
+            "face": face,
+            "queue_depth": pending,
+            "rejected": rejected,
+            "sync": sync,
+            "clock_synchronised": self.clock_synced,
+            "speaker": self._speaker_health(),
+        }
+
+    def _speaker_health(self) -> dict[str, Any]:
+        if not self.config.speech.enabled:
+            return {"state": "disabled"}
+        if self.speaker is None:
+            return {"state": "unknown", "detail": "not started"}
+        return dict(self.speaker.status())
+
+    def _storage_state(self, free: int | None) -> tuple[str, str]:
+        """ok | full | read_only | error, and why: from the filesystem now and the last failed
+        write. Clears by itself once space is freed or the filesystem is writable again."""
+        try:
+            read_only = bool(os.statvfs(self.data_dir).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        if read_only:
+            return "read_only", "filesystem mounted read-only"
+        failure = self.checkin.storage_failure
+        if failure is not None and failure.refusal is Refusal.STORAGE_FULL:
+            freed_to = max((failure.free_bytes or 0) + FREED_BYTES, DISK_FULL_BYTES)
+            if free is None or free < freed_to:
+                return "full", failure.detail
+        elif failure is not None and not failure.read_only:
+            return "error", failure.detail  # until a check-in is stored again
+        if free is not None and free < DISK_FULL_BYTES:
+            return "full", f"{free} bytes free"
+        return "ok", ""
+
+    def _sync_health(self) -> dict[str, Any]:
+        state = self.sync_state
+        if state is None or isinstance(state, str):
+            return {"state": "off", "detail": state or "not started"}
+        last = state.last_success_at
+        return {
+            "state": "error" if state.last_error else "ok",
+            "last_success_at": last.isoformat() if last else None,
+            "last_error": state.last_error,
+            "roster_version": state.roster_version,
+            "checkpoint_conflict": state.checkpoint_conflict,
+        }
+
+    def _camera_health(self) -> dict[str, Any]:
+        if self.camera is None:
+            return {"state": "disabled"}
+        st = self.camera.status()
+        return {
+            "state": str(st.state),
+            "detail": st.detail,
+            "fps": st.fps,
+            "resolution": f"{st.width}x{st.height}" if st.width else None,
+            "frames": st.frames,
+            "reconnects": st.reconnects,
+        }
+
+    def _face_health(self) -> dict[str, Any]:
+        if self.face is None:
+            return {"state": "disabled"}
+        return self.face.status()

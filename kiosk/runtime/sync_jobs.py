@@ -1,0 +1,65 @@
+"""Starting the platform sync jobs inside the daemon, or saying clearly why they don't run.
+
+The kiosk records meals whether or not it can upload them: with no platform configured, no
+device token (not provisioned) or no device key, check-in goes on and the outbox grows; the
+reason shows in the log and in /api/health.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kiosk import __version__
+from kiosk.config import load_secret
+from kiosk.runtime.services import KioskServices
+from sync.heartbeat import HeartbeatExtras
+from sync.scheduler import SyncJobs, start_sync_jobs
+from sync.signing import DeviceKeyError, default_key_path
+
+log = logging.getLogger(__name__)
+
+
+def start_sync(services: KioskServices) -> tuple[SyncJobs | None, str]:
+    """(the running jobs, "") or (None, why sync is off)."""
+    cfg = services.config.platform
+    if not cfg.url:
+        return None, "no platform configured (platform.url): records stay on this terminal"
+    token = load_secret("device-token")
+    if not token:
+        return None, "not provisioned (no device token): run `kiosk provision`"
+
+    def extras() -> HeartbeatExtras:
+        from kiosk.touchscreen.ledgers import heartbeat_summary
+
+        health = services.health()
+        try:
+            safety = heartbeat_summary(services.store, services.now())
+        except Exception:  # a ledger problem must never stop the heartbeat itself
+            log.exception("safety ledger summary for the heartbeat failed")
+            safety = None
+        return HeartbeatExtras(
+            readers={name: r["state"] for name, r in health["readers"].items()},
+            camera=str(health["camera"].get("state", "unknown")),
+            safety=safety,
+        )
+
+    try:
+        jobs = start_sync_jobs(
+            services.store,
+            device_id=services.config.device.device_id,
+            point_id=services.config.site.point_id,
+            platform_url=cfg.url,
+            token=token,
+            key_path=default_key_path(services.data_dir),
+            platform_public_key=cfg.public_key,
+            batch_size=cfg.batch_size,
+            upload_interval_s=cfg.upload_interval_s,
+            checkpoint_interval_s=cfg.checkpoint_interval_s,
+            roster_interval_s=cfg.roster_interval_s,
+            heartbeat_interval_s=cfg.heartbeat_interval_s,
+            software_version=__version__,
+            heartbeat_extras=extras,
+        )
+    except DeviceKeyError as exc:
+        return None, f"device key: {exc}"
+    return jobs, ""
