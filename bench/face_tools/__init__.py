@@ -1,0 +1,1 @@
+"""Development tools for face calibration: the labelled photo set and threshold sweeps."""

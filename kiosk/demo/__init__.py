@@ -1,0 +1,1 @@
+"""`kiosk demo`: a seeded kiosk beside the reference platform, for a first look."""

@@ -1,0 +1,1 @@
+"""Operations: storage (open, backup, restore, nightly), doctor, provisioning, roster import."""

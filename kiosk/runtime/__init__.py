@@ -1,0 +1,1 @@
+"""The running daemon: composition root, reader threads, sync jobs, sd_notify, clock, logging."""
