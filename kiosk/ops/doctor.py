@@ -201,7 +201,10 @@ def check_outbox(store: Store, now: dt.datetime) -> Check:
         ).one()
     if not pending:
         return Check("unsent records", Level.OK, "none")
-    age = now - dt.datetime.fromisoformat(oldest)
+    # The column's type decorator already turns the MIN() into an aware datetime; older
+    # SQLAlchemy versions hand back the stored text. Accept both (this line used to crash).
+    first = oldest if isinstance(oldest, dt.datetime) else dt.datetime.fromisoformat(str(oldest))
+    age = now - first
     level = Level.WARN if age > dt.timedelta(days=1) else Level.OK
     return Check("unsent records", level, f"{pending}, oldest {age.days} d {age.seconds // 3600} h",
                  "check the platform connection (kiosk sync --status)")  # fmt: skip
