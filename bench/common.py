@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
-from sqlalchemy.pool import NullPool
 
 from bench.harness import REPO
-from models.db import BUSY_TIMEOUT_MS, Store
+from models.db import Store, make_engine
 from models.roster import RosterRow, apply_rows
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -90,22 +89,7 @@ def seed(store: Store, n: int) -> None:
 def _naive_engine(db_path: Path) -> Engine:
     """What a first version would do: no pool (a new connection, schema read, pragmas for
     every transaction), the default rollback journal, synchronous=FULL."""
-
-    def pragmas(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode=DELETE")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    engine = create_engine(
-        f"sqlite:///{db_path}", connect_args={"check_same_thread": False}, poolclass=NullPool
-    )
-    event.listen(engine, "connect", pragmas)
-    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-    return engine
+    return make_engine(db_path, immediate=True, pooled=False, journal_mode="DELETE")
 
 
 class NaiveStore(Store):

@@ -1,4 +1,4 @@
-"""The SQLite engine and the single writer.
+"""The engine factory and the single writer.
 
 Every connection gets WAL, synchronous=FULL (a record is on disk before the elder is told it
 counted), foreign keys and a busy timeout. All writes go through `Store.write()`, which holds one
@@ -13,47 +13,66 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import NullPool, QueuePool
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 
 
-def _set_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # Take transaction control away from the sqlite3 module, so that SQLAlchemy's "begin"
-    # below decides the transaction type.
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+def _sqlite_pragmas(journal_mode: str, busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def set_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module, so that SQLAlchemy's "begin"
+        # hook below decides the transaction type.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cur.execute(f"PRAGMA journal_mode={journal_mode}")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return set_pragmas
 
 
-def make_engine(db_path: Path, *, immediate: bool = False) -> Engine:
-    """An engine whose connections carry the kiosk's pragmas.
+def make_engine(
+    target: Path | str,
+    *,
+    immediate: bool = False,
+    pool_size: int = 4,
+    max_overflow: int = 4,
+    pooled: bool = True,
+    journal_mode: str = "WAL",
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+) -> Engine:
+    """The one engine factory: the kiosk's Store, the reference platform and the benchmarks.
 
-    `immediate` makes every transaction `BEGIN IMMEDIATE` (the writer); otherwise `BEGIN`
-    (deferred), which gives readers a consistent snapshot under WAL.
+    `target` is a SQLite file path or any SQLAlchemy URL. For SQLite, every connection gets
+    `journal_mode` (WAL), synchronous=FULL (a record is on disk before anyone is told it
+    counted), foreign keys and a busy timeout; `immediate` makes every transaction
+    `BEGIN IMMEDIATE` (a writer decides at BEGIN, never failing late with "database is
+    locked"), otherwise `BEGIN` (deferred: a reader's consistent snapshot under WAL).
+    `pooled=False` opens a fresh connection per checkout (the benchmarks' naive baseline).
+    Other databases (PostgreSQL for the platform) get a pool with pre-ping and none of the
+    SQLite settings; their own isolation handles concurrent writers.
     """
-    engine = create_engine(
-        f"sqlite:///{db_path}",
-        connect_args={"check_same_thread": False},
-        # The writer needs exactly one connection; readers a few.
-        poolclass=QueuePool,
-        pool_size=1 if immediate else 4,
-        max_overflow=0 if immediate else 4,
+    url = make_url(f"sqlite:///{target}" if isinstance(target, Path) else target)
+    pool: dict[str, Any] = (
+        {"poolclass": QueuePool, "pool_size": pool_size, "max_overflow": max_overflow}
+        if pooled
+        else {"poolclass": NullPool}
     )
-    event.listen(engine, "connect", _set_pragmas)
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, **pool)
+    engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
+    event.listen(engine, "connect", _sqlite_pragmas(journal_mode, busy_timeout_ms))
     begin_sql = "BEGIN IMMEDIATE" if immediate else "BEGIN"
     event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin_sql))
     return engine
@@ -65,7 +84,8 @@ class Store:
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = make_engine(db_path, immediate=True)
+        # The writer needs exactly one connection; readers a few.
+        self._writer = make_engine(db_path, immediate=True, pool_size=1, max_overflow=0)
         self._reader = make_engine(db_path)
         self._write_lock = threading.Lock()
         self._reopen = False  # see reopen()

@@ -28,10 +28,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.db import make_engine
 from sync.platform.ingest import BatchIngest, store_checkpoint
 from sync.platform.tables import (
     Alert,
@@ -78,22 +79,11 @@ def now_utc() -> dt.datetime:
 
 
 def make_platform_engine(database_url: str) -> Engine:
-    if database_url.startswith("sqlite"):
-        engine = create_engine(database_url, connect_args={"check_same_thread": False})
-
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # let the "begin" hook choose IMMEDIATE
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=10000")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.close()
-
-        event.listen(engine, "connect", _pragmas)
-        # One writer at a time, decided at BEGIN: no late "database is locked" after the work.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-        return engine
-    return create_engine(database_url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # One writer at a time on SQLite, decided at BEGIN; a longer busy timeout than the kiosk's
+    # because a county's kiosks upload at once. PostgreSQL gets the pooled engine as is.
+    return make_engine(
+        database_url, immediate=True, pool_size=10, max_overflow=10, busy_timeout_ms=10_000
+    )
 
 
 def token_digest(token: str) -> str:
