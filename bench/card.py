@@ -93,7 +93,8 @@ class Lane:
 
 def _lane(name: str, folder: Path, naive: bool, elders: int, readers: Any = None) -> Lane:
     from kiosk.config import ReaderConfig
-    from kiosk.runtime.daemon import build_services, open_store
+    from kiosk.ops.storage import open_store
+    from kiosk.runtime.daemon import build_services
 
     store = open_naive_store(folder / "kiosk.db") if naive else open_store(folder)
     seed(store, elders)

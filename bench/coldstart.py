@@ -70,7 +70,7 @@ def _start(config: Path, data: Path, sock_path: Path) -> tuple[subprocess.Popen[
 def run(ctx: Context) -> list[Row]:
     import httpx
 
-    from kiosk.runtime.daemon import open_store
+    from kiosk.ops.storage import open_store
 
     elders = 1000
     checkins = ctx.size(50, 1000)

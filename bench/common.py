@@ -254,7 +254,7 @@ class KioskSide:
 
 def template_store(workdir: Path, elders: int) -> Path:
     """A migrated kiosk database with `elders` elders, to copy for each simulated kiosk."""
-    from kiosk.runtime.daemon import open_store
+    from kiosk.ops.storage import open_store
 
     folder = workdir / "template"
     store = open_store(folder)

@@ -130,7 +130,7 @@ def _child_run(mode: str, video: str, warmup: float, seconds: float) -> dict[str
 
         from kiosk.checkin.rules import CheckinService
         from kiosk.face.worker import FaceWorker
-        from kiosk.runtime.daemon import open_store
+        from kiosk.ops.storage import open_store
 
         config = kiosk_config()
         store = open_store(Path(tempfile.mkdtemp(prefix="bench-idle-")))

@@ -11,7 +11,8 @@ import pytest
 
 from hardware.simulated import SimulatedReader
 from kiosk.config import KioskConfig, ReaderConfig, parse_config
-from kiosk.runtime.daemon import build_services, open_store
+from kiosk.ops.storage import open_store
+from kiosk.runtime.daemon import build_services
 from kiosk.runtime.services import KioskServices
 from models.db import Store
 from models.roster import RosterRow, apply_rows

@@ -22,7 +22,7 @@ NEAREST_SHOWN = 3
 def _open(ctx: typer.Context) -> tuple[Any, Any, Any]:
     """(config, store, templates) from the CLI context (kiosk.cli.main.Context)."""
     from kiosk.face.templates import FaceKey, FaceKeyError, TemplateStore
-    from kiosk.runtime.daemon import open_store
+    from kiosk.ops.storage import open_store
 
     context = ctx.obj
     config = context.config()

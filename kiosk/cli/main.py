@@ -46,8 +46,7 @@ class Context:
 
     def store(self) -> Store:
         """The checked, migrated database, or exit 2 saying why and the way out."""
-        from kiosk.ops.storage import StoreDamagedError
-        from kiosk.runtime.daemon import open_store
+        from kiosk.ops.storage import StoreDamagedError, open_store
 
         try:
             return open_store(self.data_dir)
@@ -148,8 +147,7 @@ def db_restore(
     ctx: typer.Context, backup_file: Annotated[Path, typer.Argument(help="a backup .db file")]
 ) -> None:
     """Replace the database with a backup (stop the daemon first); the current one is kept."""
-    from kiosk.ops.storage import restore
-    from kiosk.runtime.daemon import DB_FILE
+    from kiosk.ops.storage import DB_FILE, restore
 
     context: Context = ctx.obj
     try:

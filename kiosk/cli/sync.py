@@ -28,7 +28,7 @@ def sync_command(
     ] = False,
 ) -> None:
     """Upload pending records to the county platform now (or show the upload status)."""
-    from kiosk.runtime.daemon import open_store
+    from kiosk.ops.storage import open_store
 
     context = ctx.obj
     config = context.config()

@@ -1,4 +1,8 @@
-"""Backups, restore, integrity and WAL upkeep: `kiosk db backup|restore`, `kiosk maintenance`.
+"""Opening the kiosk database, backups, restore, integrity and WAL upkeep.
+
+`open_store` is the one way to open the database: the daemon, every CLI command (through
+`Context.store()`), the demo, the benchmarks and the tests. The rest backs
+`kiosk db backup|restore` and `kiosk maintenance`.
 
 The rule throughout: nothing is ever deleted that could be the only copy of a record. A
 restore moves the current database aside instead of overwriting it, and backups are pruned
@@ -13,10 +17,13 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from models.db import Store
 
 log = logging.getLogger(__name__)
 
+DB_FILE = "kiosk.db"
 BACKUP_DIR = "backups"
 KEEP_BACKUPS = 14
 
@@ -27,6 +34,33 @@ class StoreDamagedError(Exception):
 
 def backup_dir(data_dir: Path) -> Path:
     return data_dir / BACKUP_DIR
+
+
+def _quick_check(store: Store) -> str:
+    try:
+        return store.integrity_check(quick=True)
+    except SQLAlchemyError as exc:  # too damaged to even run the check
+        return str(getattr(exc, "orig", exc))
+
+
+def open_store(data_dir: Path) -> Store:
+    """The kiosk database: checked, backed up if a migration is due, migrated.
+
+    A database that fails its quick check is refused (StoreDamagedError): writing new records
+    into a damaged file could lose the ones it still holds.
+    """
+    db_path = data_dir / DB_FILE
+    existed = db_path.exists()
+    store = Store(db_path)
+    if existed and (verdict := _quick_check(store)) != "ok":
+        store.close()
+        raise StoreDamagedError(
+            f"{db_path} failed its quick check ({verdict}); the kiosk will not write into it. "
+            f"Stop it and restore the newest good backup: "
+            f"kiosk db restore {backup_dir(data_dir)}/<file>.db"
+        )
+    store.upgrade_schema(backup_dir(data_dir))
+    return store
 
 
 def backup(store: Store, data_dir: Path, label: str = "kiosk") -> Path:

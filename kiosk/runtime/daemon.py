@@ -28,7 +28,7 @@ from kiosk.checkin.rules import CheckinRequest, CheckinService, Method
 from kiosk.config import KioskConfig, ReaderConfig
 from kiosk.face.templates import FaceKey, FaceKeyError, TemplateStore
 from kiosk.face.worker import FaceWorker
-from kiosk.ops.storage import StoreDamagedError, backup_dir
+from kiosk.ops.storage import open_store
 from kiosk.runtime.reader_hub import ReaderHub
 from kiosk.runtime.sdnotify import Notifier
 from kiosk.runtime.services import KioskServices
@@ -40,39 +40,11 @@ from sync.scheduler import SyncJobs
 
 log = logging.getLogger(__name__)
 
-DB_FILE = "kiosk.db"
 SUPERVISOR_TICK_S = 1.0
 CLOCK_CHECK_S = 60.0
 # A face worker without a heartbeat for this long is hung (dlib stuck, a deadlock): the
 # self-check fails so systemd restarts us. One frame takes ~0.1 s; its idle wait is 0.5 s.
 FACE_STALL_S = 15.0
-
-
-def _quick_check(store: Store) -> str:
-    try:
-        return store.integrity_check(quick=True)
-    except SQLAlchemyError as exc:  # too damaged to even run the check
-        return str(getattr(exc, "orig", exc))
-
-
-def open_store(data_dir: Path) -> Store:
-    """The kiosk database: checked, backed up if a migration is due, migrated.
-
-    A database that fails its quick check is refused (StoreDamagedError): writing new records
-    into a damaged file could lose the ones it still holds.
-    """
-    db_path = data_dir / DB_FILE
-    existed = db_path.exists()
-    store = Store(db_path)
-    if existed and (verdict := _quick_check(store)) != "ok":
-        store.close()
-        raise StoreDamagedError(
-            f"{db_path} failed its quick check ({verdict}); the kiosk will not write into it. "
-            f"Stop it and restore the newest good backup: "
-            f"kiosk db restore {backup_dir(data_dir)}/<file>.db"
-        )
-    store.upgrade_schema(backup_dir(data_dir))
-    return store
 
 
 def build_reader(cfg: ReaderConfig) -> CardReader:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from kiosk.runtime.daemon import open_store
+from kiosk.ops.storage import open_store
 from models.chain import verify_chain
 from models.db import Store
 from models.roster import RosterRow, apply_rows

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from bench.face_tools.dataset import CLIP, ENV_VAR, find_face_data
 from kiosk.face.enrol import Enrolled, Enroller, load_image
 from kiosk.face.templates import FaceKey, TemplateStore
-from kiosk.runtime.daemon import open_store
+from kiosk.ops.storage import open_store
 from models.db import Store
 from models.tables import MealRecord
 from tests.conftest import elder_row

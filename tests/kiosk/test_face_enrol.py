@@ -19,7 +19,7 @@ from bench.face_tools.dataset import ENV_VAR, find_face_data
 from kiosk.cli.main import app
 from kiosk.face.enrol import Enrolled, Enroller, EnrolRefusal, EnrolRefused, load_image
 from kiosk.face.templates import FaceKey, FaceKeyError, TemplateStore
-from kiosk.runtime.daemon import open_store
+from kiosk.ops.storage import open_store
 from models.roster import apply_rows
 from tests.conftest import BASE_CONFIG, TZ, elder_row
 

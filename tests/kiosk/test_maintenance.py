@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 
 from kiosk.checkin.rules import CheckinRequest, Method, Outcome
-from kiosk.ops.storage import StoreDamagedError, check_backup, nightly, prune_backups, restore
-from kiosk.runtime.daemon import DB_FILE, open_store
+from kiosk.ops.storage import (
+    DB_FILE,
+    StoreDamagedError,
+    check_backup,
+    nightly,
+    open_store,
+    prune_backups,
+    restore,
+)
 from kiosk.runtime.services import KioskServices
 from tests.conftest import REPO, Clock, elder_row
 

@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select, text
 
-from kiosk.runtime.daemon import open_store
+from kiosk.ops.storage import open_store
 from models.chain import GENESIS_HASH, verify_chain
 from models.db import Store
 from models.migrate import head_revision
@@ -131,7 +131,7 @@ def test_committed_record_survives_sigkill(tmp_path: Path) -> None:
         f"""
         import datetime as dt, os, sys, zoneinfo
         sys.path.insert(0, {str(REPO)!r})
-        from kiosk.runtime.daemon import open_store
+        from kiosk.ops.storage import open_store
         from models.records import append_record
         from models.tables import Elder
         tz = zoneinfo.ZoneInfo("Asia/Shanghai")
