@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Install or upgrade Haolinju Kiosk on a Debian 12 terminal. Idempotent: run it again after
-# copying a new release to upgrade (the database is backed up and migrated by the daemon).
+# Install or upgrade Haolinju Kiosk on a Debian 12 terminal. Idempotent: run it again from a
+# newer release to upgrade (the daemon backs the database up and migrates it at start).
 #
-#   sudo systemd/install.sh [--no-blas] [--no-ui]
+#   sudo systemd/install.sh [--no-blas] [--no-ui] [--bundle FILE]
+#
+#   --no-blas      keep the prebuilt dlib wheel (no OpenBLAS build; CI uses this to save time)
+#   --no-ui        no touchscreen unit (headless terminal, or a technician's test box)
+#   --bundle FILE  install from an offline bundle made by `make bundle`: no network at all
 #
 # Nothing is enabled until `kiosk validate-config` accepts /etc/haolinju-kiosk/config.yaml.
 set -euo pipefail
@@ -10,28 +14,79 @@ set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 PREFIX=/opt/haolinju-kiosk
 ETC=/etc/haolinju-kiosk
+# The interpreter the venv is built on. It must be the system's: uv would otherwise pick (or
+# download) a Python under root's home, which the kiosk user cannot read (status 203/EXEC).
+PYTHON=/usr/bin/python3.11
+# What a terminal needs at run time (the Makefile's APT_PACKAGES adds the test/dev tools):
+#   pcscd                          PC/SC card readers (pcscd.socket, polkit rule below)
+#   chromium fonts-noto-cjk cage   the touchscreen (kiosk-ui.service)
+#   wlr-randr                      screen off outside serving hours (kiosk-screen.service)
+#   espeak-ng alsa-utils           spoken prompts: espeak-ng renders, aplay plays
+#   sqlite3                        for technicians inspecting the database
+#   polkitd                        lets the kiosk user reach pcscd
+RUNTIME_PACKAGES="pcscd chromium fonts-noto-cjk cage wlr-randr espeak-ng alsa-utils sqlite3 polkitd"
 BLAS=1
 UI=1
-for arg in "$@"; do
-  case "$arg" in
+BUNDLE=
+while [ $# -gt 0 ]; do
+  case "$1" in
     --no-blas) BLAS=0 ;;
     --no-ui) UI=0 ;;
-    *) echo "unknown option: $arg" >&2; exit 2 ;;
+    --bundle) BUNDLE=${2:?--bundle needs a file}; shift ;;
+    *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
+  shift
 done
 [ "$(id -u)" = 0 ] || { echo "run as root (sudo $0)" >&2; exit 1; }
 
 step() { printf '\n==> %s\n' "$*"; }
 
+if [ -n "$BUNDLE" ]; then
+  step "unpacking bundle $BUNDLE"
+  [ -f "$BUNDLE" ] || { echo "no such bundle: $BUNDLE" >&2; exit 1; }
+  UNPACK=$(mktemp -d /var/tmp/haolinju-kiosk-bundle.XXXXXX)
+  trap 'rm -rf "$UNPACK"' EXIT
+  tar -C "$UNPACK" -xf "$BUNDLE"
+  SRC=$UNPACK/haolinju-kiosk
+  WHEELS=$UNPACK/wheelhouse
+  UV=$UNPACK/bin/uv
+  if [ ! -x "$UV" ] || [ ! -d "$WHEELS" ] || [ ! -f "$UNPACK/requirements.txt" ]; then
+    echo "$BUNDLE is not a kiosk bundle (make bundle)" >&2; exit 1
+  fi
+else
+  UV=$(command -v uv || echo /root/.local/bin/uv)
+  [ -x "$UV" ] || { echo "uv is not installed (make uv, or use --bundle)" >&2; exit 1; }
+fi
+
 step "Debian packages"
-make -C "$SRC" --no-print-directory system-deps
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cage polkitd >/dev/null
+if [ -n "$BUNDLE" ]; then
+  # The bundle carries the .deb closure of RUNTIME_PACKAGES; apt installs what is missing or
+  # older from those files alone (--no-download: a village has no mirror).
+  shopt -s nullglob
+  debs=("$UNPACK"/debs/*.deb)
+  if [ ${#debs[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-download --no-install-recommends \
+      "${debs[@]}" >/dev/null
+  fi
+  shopt -u nullglob
+else
+  # shellcheck disable=SC2086  # a word list on purpose
+  missing=$(for p in $RUNTIME_PACKAGES; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done)
+  if [ -n "$missing" ]; then
+    # shellcheck disable=SC2086
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  fi
+fi
+[ -x "$PYTHON" ] || { echo "$PYTHON is missing (apt install python3.11)" >&2; exit 1; }
 
 step "users and groups"
 getent group kiosk >/dev/null || groupadd --system kiosk
 id kiosk >/dev/null 2>&1 || useradd --system --gid kiosk --home-dir /nonexistent \
   --shell /usr/sbin/nologin --comment "Haolinju Kiosk daemon" kiosk
-usermod -a -G video,input,dialout kiosk
+# audio: aplay opens /dev/snd/* (kiosk.service allows the sound devices to this group).
+usermod -a -G video,input,dialout,audio kiosk
 if [ "$UI" = 1 ]; then
   id kiosk-ui >/dev/null 2>&1 || useradd --system --user-group --home-dir /nonexistent \
     --shell /usr/sbin/nologin --comment "Haolinju Kiosk touchscreen" kiosk-ui
@@ -40,20 +95,57 @@ fi
 
 step "application in $PREFIX"
 mkdir -p "$PREFIX"
-# Copy the release (not the caller's venv or data); the locked environment is built in place.
-tar -C "$SRC" --exclude=.venv --exclude=data --exclude=.git -cf - . | tar -C "$PREFIX" -xf -
-export UV_PYTHON_PREFERENCE=only-system
-make -C "$PREFIX" --no-print-directory venv UV="$(command -v uv || echo /root/.local/bin/uv)"
-if [ "$BLAS" = 1 ]; then
-  make -C "$PREFIX" --no-print-directory dlib-blas
+NEW=$PREFIX.new
+rm -rf "$NEW"
+mkdir -p "$NEW"
+# Copy the release (not the caller's venv or data); the environment is built beside the running
+# one and swapped in, so an upgrade that fails half-way leaves the old release running.
+tar -C "$SRC" --exclude=.venv --exclude=data --exclude=.git --exclude=dist \
+  --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache --exclude=.mypy_cache \
+  -cf - . | tar -C "$NEW" -xf -
+export UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy UV_PYTHON=$PYTHON
+if [ -n "$BUNDLE" ]; then
+  export UV_OFFLINE=1 UV_NO_CACHE=1
+  "$UV" venv --quiet --python "$PYTHON" "$NEW/.venv"
+  "$UV" pip install --quiet --python "$NEW/.venv/bin/python" --no-index --find-links "$WHEELS" \
+    --require-hashes -r "$UNPACK/requirements.txt"
+  "$UV" pip install --quiet --python "$NEW/.venv/bin/python" --no-index --no-deps \
+    "$WHEELS"/haolinju_kiosk-*.whl
+  dlib_wheel=$(find "$WHEELS" -name 'dlib-*.whl' | head -n 1)
+  if [ "$BLAS" = 1 ] && [ -n "$dlib_wheel" ]; then
+    "$UV" pip uninstall --quiet --python "$NEW/.venv/bin/python" dlib-bin || true
+    "$UV" pip install --quiet --python "$NEW/.venv/bin/python" --no-index --no-deps "$dlib_wheel"
+  fi
+else
+  # --no-editable: the code lives in the venv, so the tree can move to $PREFIX below.
+  (cd "$NEW" && "$UV" sync --quiet --locked --no-dev --no-editable --python "$PYTHON")
+  if [ "$BLAS" = 1 ]; then
+    make -C "$NEW" --no-print-directory dlib-blas UV="$UV"
+  fi
 fi
-chown -R root:root "$PREFIX"
-chmod -R go-w "$PREFIX"
+# The venv must run as the kiosk user: its interpreter is the system one, nothing under /root.
+real_python=$(readlink -f "$NEW/.venv/bin/python")
+case "$real_python" in
+  /usr/bin/*) ;;
+  *) echo "the venv's interpreter is $real_python, not $PYTHON: refusing" >&2; exit 1 ;;
+esac
+chown -R root:root "$NEW"
+chmod -R go-w,a+rX "$NEW"
+(cd / && runuser -u kiosk -- "$NEW/.venv/bin/python" -I -c "import kiosk, dlib, cv2") \
+  || { echo "the kiosk user cannot run the new environment" >&2; exit 1; }
 
 step "configuration in $ETC"
 install -d -m 0755 "$ETC"
 install -d -m 0700 "$ETC/credentials"
-[ -f "$ETC/config.yaml" ] || install -m 0644 "$SRC/config.yaml" "$ETC/config.yaml"
+if [ ! -f "$ETC/config.yaml" ]; then
+  install -m 0644 "$SRC/config.yaml" "$ETC/config.yaml"
+fi
+step "validating $ETC/config.yaml with the new release"
+if ! "$NEW/.venv/bin/kiosk" validate-config "$ETC/config.yaml"; then
+  rm -rf "$NEW"
+  echo "refusing to install: fix $ETC/config.yaml (nothing was changed or enabled)" >&2
+  exit 1
+fi
 for cred in device-token device-key face-key; do
   # Empty until `kiosk provision` fills them; LoadCredential= needs the files to exist.
   [ -f "$ETC/credentials/$cred" ] || install -m 0600 /dev/null "$ETC/credentials/$cred"
@@ -62,18 +154,29 @@ if [ ! -s "$ETC/credentials/face-key" ]; then
   head -c 32 /dev/urandom | base64 > "$ETC/credentials/face-key"
 fi
 
-step "validating $ETC/config.yaml"
-"$PREFIX/.venv/bin/kiosk" validate-config "$ETC/config.yaml"
+step "swapping in the new release"
+if [ -d "$PREFIX/.venv" ] || [ -n "$(ls -A "$PREFIX" 2>/dev/null)" ]; then
+  rm -rf "$PREFIX.old"
+  mv "$PREFIX" "$PREFIX.old"
+fi
+rm -rf "$PREFIX"
+mv "$NEW" "$PREFIX"
+# The venv's scripts name their interpreter by absolute path: point them at the final prefix.
+grep -rlF "$NEW/" "$PREFIX/.venv/bin" | xargs -r sed -i "s#$NEW/#$PREFIX/#g"
+rm -rf "$PREFIX.old"
 
 step "systemd units and polkit rule"
 install -m 0644 "$SRC"/systemd/kiosk.service "$SRC"/systemd/kiosk-maintenance.service \
   "$SRC"/systemd/kiosk-maintenance.timer /etc/systemd/system/
-[ "$UI" = 1 ] && install -m 0644 "$SRC/systemd/kiosk-ui.service" /etc/systemd/system/
+if [ "$UI" = 1 ]; then
+  install -m 0644 "$SRC"/systemd/kiosk-ui.service "$SRC"/systemd/kiosk-screen.service \
+    "$SRC"/systemd/kiosk-screen.timer /etc/systemd/system/
+fi
 install -D -m 0644 "$SRC/systemd/60-haolinju-kiosk-pcscd.rules" \
   /etc/polkit-1/rules.d/60-haolinju-kiosk-pcscd.rules
 systemctl daemon-reload
 systemctl enable --now pcscd.socket kiosk.service kiosk-maintenance.timer
-[ "$UI" = 1 ] && systemctl enable --now kiosk-ui.service
+if [ "$UI" = 1 ]; then systemctl enable --now kiosk-ui.service kiosk-screen.timer; fi
 # An upgrade replaces the code under a running daemon: restart it onto the new version.
 systemctl restart kiosk.service
 
