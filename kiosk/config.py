@@ -227,6 +227,10 @@ class PlatformConfig(Strict):
     checkpoint_interval_s: int = Field(default=60, ge=5, le=86400)
     roster_interval_s: int = Field(default=900, ge=30, le=86400)
     heartbeat_interval_s: int = Field(default=300, ge=10, le=86400)
+    # Per-day count comparison with the platform; a run skipped while the link was down is made
+    # up as soon as the platform answers again.
+    reconcile_interval_s: int = Field(default=6 * 3600, ge=60, le=7 * 86400)
+    reconcile_days: int = Field(default=35, ge=1, le=400)  # how far back each run looks
     # The platform's Ed25519 public key (base64) that signs rosters; without it no roster is
     # pulled (an unverifiable roster must never be applied).
     public_key: str | None = Field(default=None, min_length=40, max_length=64)

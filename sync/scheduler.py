@@ -2,8 +2,15 @@
 
 Jobs: upload (checkpoint + outbox drain), checkpoint, roster pull, reconcile, heartbeat. They
 share one platform client and one `Backoff`: when the platform is down or says Retry-After, all
-jobs hold off together. First runs are spread over one interval and every run is jittered, so a
-county's kiosks restarted together (power back after a storm) do not arrive in lock-step.
+jobs hold off together. A reconciliation skipped or failed while the link was down is owed: it
+runs as soon as any job reaches the platform again, not one reconcile interval later.
+
+Every instant stamped here (last success, `uploaded_at` in the outbox) is UTC, whatever the
+system zone: `kiosk sync` and the daemon stamp the same way, so "last success" compares
+instants, not local wall-clock texts.
+
+First runs are spread over one interval and every run is jittered, so a county's kiosks
+restarted together (power back after a storm) do not arrive in lock-step.
 
 The daemon calls `start_sync_jobs(...)` and, on shutdown, `jobs.shutdown()`.
 """
@@ -80,27 +87,55 @@ class SyncRunner:
         self.heartbeat_extras = heartbeat_extras
         self.state = SyncState()
         self._upload_lock = threading.Lock()
+        # Set while a reconciliation is owed (skipped during backoff, or failed); see _guarded.
+        self._reconcile_owed = False
+        self._owed_lock = threading.Lock()
+
+    def _utc_now(self) -> dt.datetime:
+        return self.clock().astimezone(dt.UTC)
 
     def _guarded(self, name: str, body: Callable[[], None]) -> bool:
         """Run a job body unless backing off; failures feed the shared backoff."""
         if not self.backoff.ready():
             log.debug("%s skipped: backing off %.0fs more", name, self.backoff.wait_s())
+            if name == "reconcile":
+                self._reconcile_owed = True
             return False
         try:
             body()
         except PlatformError as exc:
             delay = self.backoff.failure(exc.retry_after)
             self.state.last_error = f"{name}: {exc}"
+            if name == "reconcile":
+                self._reconcile_owed = True
             log.error("%s failed (%s); next attempt in %.0fs", name, exc, delay)
             return False
         self.backoff.success()
-        self.state.last_success_at = self.clock()
+        # The platform answered: the link is back, so the screen must stop saying it is not.
+        self.state.last_error = None
+        self.state.last_success_at = self._utc_now()
+        if name == "reconcile":
+            self._reconcile_owed = False
+        else:
+            self._pay_owed_reconcile()
         return True
+
+    def _pay_owed_reconcile(self) -> None:
+        with self._owed_lock:
+            if not self._reconcile_owed:
+                return
+            self._reconcile_owed = False
+        log.info("link is back: running the reconciliation skipped while it was down")
+        self.reconcile_job()
+
+    @property
+    def reconcile_owed(self) -> bool:
+        return self._reconcile_owed
 
     def upload_job(self) -> bool:
         def body() -> None:
             push_checkpoint(
-                self.store, self.client, self.uploader.key, self.device_id, self.clock()
+                self.store, self.client, self.uploader.key, self.device_id, self._utc_now()
             )
             with self._upload_lock:
                 result = self.uploader.run_round()
@@ -113,7 +148,7 @@ class SyncRunner:
     def checkpoint_job(self) -> bool:
         def body() -> None:
             result = push_checkpoint(
-                self.store, self.client, self.uploader.key, self.device_id, self.clock()
+                self.store, self.client, self.uploader.key, self.device_id, self._utc_now()
             )
             self.state.checkpoint_conflict = result.detail if result.status != "ok" else None
 
@@ -127,7 +162,7 @@ class SyncRunner:
         def body() -> None:
             assert self.verifier is not None
             outcome = pull_roster(
-                self.store, self.client, self.verifier, self.point_id, self.clock()
+                self.store, self.client, self.verifier, self.point_id, self._utc_now()
             )
             self.state.roster_version = outcome.version
 
@@ -135,9 +170,10 @@ class SyncRunner:
 
     def reconcile_job(self) -> bool:
         def body() -> None:
-            today = self.clock().date()
-            start = today - dt.timedelta(days=self.reconcile_days)
-            result = reconcile(self.store, self.client, start, today, self.clock())
+            # One day past "today" in UTC covers today in any site zone ahead of UTC.
+            last = (self._utc_now() + dt.timedelta(days=1)).date()
+            start = last - dt.timedelta(days=self.reconcile_days + 1)
+            result = reconcile(self.store, self.client, start, last, self._utc_now())
             if result.resent:
                 log.warning("reconciliation re-queued %d records", result.resent)
 
@@ -157,6 +193,11 @@ class SyncRunner:
             self.client.heartbeat(hb)
 
         return self._guarded("heartbeat", body)
+
+
+def utc_clock(clock: Callable[[], dt.datetime]) -> Callable[[], dt.datetime]:
+    """The same clock, read in UTC: what every stored instant uses."""
+    return lambda: clock().astimezone(dt.UTC)
 
 
 @dataclass
@@ -200,7 +241,9 @@ def start_sync_jobs(
     clock = clock or (lambda: dt.datetime.now().astimezone())
     key = load_device_key(key_path)
     client = PlatformClient(platform_url, token)
-    uploader = Uploader(store, client, key, device_id, batch_size=batch_size, clock=clock)
+    uploader = Uploader(
+        store, client, key, device_id, batch_size=batch_size, clock=utc_clock(clock)
+    )
     verifier = PlatformVerifier.from_b64(platform_public_key) if platform_public_key else None
     runner = SyncRunner(
         store,

@@ -29,6 +29,11 @@ class SyncStatus:
     oldest_pending_at: dt.datetime | None
 
 
+def _instant(value: object) -> dt.datetime:
+    stamp = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return stamp.astimezone(dt.UTC)
+
+
 def sync_status(store: Store, rejected_limit: int = 50) -> SyncStatus:
     pending_filter = (Outbox.uploaded_at.is_(None), Outbox.rejected_reason.is_(None))
     with store.read() as session:
@@ -36,7 +41,16 @@ def sync_status(store: Store, rejected_limit: int = 50) -> SyncStatus:
         uploaded = session.scalar(
             select(func.count()).select_from(Outbox).where(Outbox.uploaded_at.is_not(None))
         )
-        last_ok = session.scalar(select(func.max(Outbox.uploaded_at)))
+        # max() over ISO text is time order only within one UTC offset. Stamps are UTC now,
+        # but older databases mix the site zone (`kiosk sync`) and the system zone (daemon):
+        # take the latest text per offset, then compare those as instants.
+        per_offset = session.execute(
+            select(func.max(Outbox.uploaded_at))
+            .where(Outbox.uploaded_at.is_not(None))
+            .group_by(func.substr(Outbox.uploaded_at, -6))
+        ).scalars()
+        stamps = [_instant(v) for v in per_offset if v is not None]
+        last_ok = max(stamps) if stamps else None
         last_error = session.scalar(
             select(Outbox.last_error)
             .join(MealRecord, MealRecord.record_id == Outbox.record_id)
@@ -52,7 +66,7 @@ def sync_status(store: Store, rejected_limit: int = 50) -> SyncStatus:
             .limit(1)
         )
         rejected = [
-            RejectedRecord(r.record_id, r.seq, r.service_date, reason)
+            RejectedRecord(r.record_id, r.seq, r.service_date, reason or "")
             for r, reason in session.execute(
                 select(MealRecord, Outbox.rejected_reason)
                 .join(Outbox, Outbox.record_id == MealRecord.record_id)
@@ -65,8 +79,7 @@ def sync_status(store: Store, rejected_limit: int = 50) -> SyncStatus:
         pending=pending or 0,
         uploaded=uploaded or 0,
         rejected=rejected,
-        # max() over ISO text: the kiosk writes one UTC offset, so text order is time order.
-        last_success_at=dt.datetime.fromisoformat(last_ok) if isinstance(last_ok, str) else last_ok,
+        last_success_at=last_ok,
         last_error=last_error,
         oldest_pending_at=oldest,
     )

@@ -1,4 +1,7 @@
-"""`kiosk sync`: one upload round by hand (with a progress bar), and `kiosk sync --status`."""
+"""`kiosk sync`: one upload round by hand (with a progress bar) followed by a reconciliation
+with the platform, and `kiosk sync --status`.
+
+Instants are stored in UTC (the daemon does the same) and shown in the site's zone."""
 
 from __future__ import annotations
 
@@ -35,23 +38,28 @@ def sync_command(
     store = open_store(context.data_dir)
     try:
         if status:
-            _show_status(store)
+            _show_status(store, config.site.tz)
         else:
             raise typer.Exit(_upload(store, config, context.data_dir))
     finally:
         store.close()
 
 
-def _show_status(store) -> None:
+def _local(stamp: dt.datetime, zone: dt.tzinfo) -> str:
+    return stamp.astimezone(zone).isoformat(timespec="seconds")
+
+
+def _show_status(store, zone: dt.tzinfo) -> None:
     from sync.status import sync_status
 
     s = sync_status(store)
     out.print(f"pending:   {s.pending}")
     out.print(f"uploaded:  {s.uploaded}")
     out.print(f"rejected:  {len(s.rejected)}")
-    out.print(f"last success: {s.last_success_at.isoformat() if s.last_success_at else 'never'}")
+    last = _local(s.last_success_at, zone) if s.last_success_at else "never"
+    out.print(f"last success: {last}")
     if s.oldest_pending_at:
-        out.print(f"oldest pending record: {s.oldest_pending_at.isoformat()}")
+        out.print(f"oldest pending record: {_local(s.oldest_pending_at, zone)}")
     if s.last_error:
         out.print(f"last error: {s.last_error}", style="red")
     if s.rejected:
@@ -89,7 +97,7 @@ def _upload(store, config, data_dir) -> int:
             key,
             config.device.device_id,
             batch_size=config.platform.batch_size,
-            clock=lambda: dt.datetime.now(config.site.tz),
+            clock=lambda: dt.datetime.now(dt.UTC),  # stored instants are UTC
         )
         try:
             from sync.checkpoint import push_checkpoint
@@ -108,11 +116,37 @@ def _upload(store, config, data_dir) -> int:
             result = uploader.run_round(
                 progress=lambda done, of: bar.update(task, completed=done, total=of)
             )
-    out.print(
-        f"accepted {result.accepted}, duplicate {result.duplicate}, rejected {result.rejected}, "
-        f"{result.pending_left} still pending"
-    )
-    if not result.ok:
-        err.print(f"upload stopped: {result.error}", style="red")
+        out.print(
+            f"accepted {result.accepted}, duplicate {result.duplicate}, "
+            f"rejected {result.rejected}, {result.pending_left} still pending"
+        )
+        if not result.ok:
+            err.print(f"upload stopped: {result.error}", style="red")
+            return 1
+        return _reconcile(store, client, uploader, config)
+
+
+def _reconcile(store, client, uploader, config) -> int:
+    """Compare per-day counts with the platform; re-send what it lacks, now."""
+    from sync.client import PlatformError
+    from sync.reconcile import reconcile
+
+    now = dt.datetime.now(dt.UTC)
+    last = (now + dt.timedelta(days=1)).date()  # today in any zone ahead of UTC
+    first = last - dt.timedelta(days=config.platform.reconcile_days + 1)
+    try:
+        outcome = reconcile(store, client, first, last, now)
+    except PlatformError as exc:
+        err.print(f"reconciliation failed: {exc}", style="red")
         return 1
+    out.print(
+        f"reconciled {outcome.days_checked} days with the platform: "
+        f"{len(outcome.differing)} differed, {outcome.resent} records re-queued"
+    )
+    if outcome.resent:
+        again = uploader.run_round()
+        out.print(f"re-sent: accepted {again.accepted}, {again.pending_left} still pending")
+        if not again.ok:
+            err.print(f"upload stopped: {again.error}", style="red")
+            return 1
     return 0

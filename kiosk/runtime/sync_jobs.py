@@ -57,6 +57,8 @@ def start_sync(services: KioskServices) -> tuple[SyncJobs | None, str]:
             checkpoint_interval_s=cfg.checkpoint_interval_s,
             roster_interval_s=cfg.roster_interval_s,
             heartbeat_interval_s=cfg.heartbeat_interval_s,
+            reconcile_interval_s=cfg.reconcile_interval_s,
+            reconcile_days=cfg.reconcile_days,
             software_version=__version__,
             heartbeat_extras=extras,
         )

@@ -1,0 +1,156 @@
+"""Fixtures for the attack tests: the kiosk app with a caregiver, and the reference platform
+in-process behind a link that can be cut (for the sync recovery tests)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
+
+from kiosk.api.factory import create_app
+from kiosk.runtime.services import KioskServices
+from kiosk.touchscreen.caregivers import CaregiverBook
+from models.db import Store
+from sync.backoff import Backoff
+from sync.client import PlatformClient
+from sync.platform.app import create_platform_app
+from sync.scheduler import SyncRunner
+from sync.signing import default_key_path, generate_device_key
+from sync.uploader import Uploader
+
+PIN = "739146"
+WRONG_PIN = "864213"
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html) or re.search(
+        r'name="csrf-token" content="([^"]+)"', html
+    )
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def sign_in(client: TestClient, caregiver_id: str = "C001", pin: str = PIN) -> str:
+    """Sign a caregiver in on this client (browser); returns its CSRF token."""
+    token = csrf_of(client.get("/caregiver/login").text)
+    resp = client.post(
+        "/caregiver/login",
+        data={"csrf": token, "caregiver_id": caregiver_id, "pin": pin, "next": "/manual"},
+        follow_redirects=False,
+    )
+    assert resp.status_code == 303, resp.text
+    return token
+
+
+@pytest.fixture
+def book(services: KioskServices) -> CaregiverBook:
+    book = CaregiverBook(services.store, services.config.ui, services.now)
+    book.add("王秀兰", PIN)  # C001
+    book.add("李春花", "518293")  # C002
+    return book
+
+
+@pytest.fixture
+def app(services: KioskServices, book: CaregiverBook) -> Any:
+    return create_app(services)
+
+
+@pytest.fixture
+def web(app: Any) -> Iterator[TestClient]:
+    with TestClient(app) as client:
+        yield client
+
+
+# ----------------------------------------------------------------------------- platform link
+
+
+class SwitchedLink(TestClient):
+    """The platform in-process; `down = True` cuts the link (connection refused)."""
+
+    down = False
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
+        if self.down:
+            raise httpx.ConnectError("link cut by the test", request=request)
+        return super().send(request, **kwargs)
+
+
+class FakeTime:
+    """A monotonic clock for the backoff gate: tests step over a backoff without sleeping."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@dataclass
+class Linked:
+    runner: SyncRunner
+    client: PlatformClient
+    link: SwitchedLink
+    time: FakeTime
+    device_id: str
+    reconcile_calls: list[tuple[dt.date, dt.date]]
+
+
+@pytest.fixture
+def linked(store: Store, tmp_path: Path) -> Iterator[Linked]:
+    """A SyncRunner talking to a real platform app over a link the test can cut."""
+    admin = "admin-" + uuid.uuid4().hex
+    app = create_platform_app(
+        f"sqlite:///{tmp_path / 'platform.db'}", Ed25519PrivateKey.generate(), admin
+    )
+    device_id = "sec-" + uuid.uuid4().hex[:8]
+    key = generate_device_key(default_key_path(store.db_path.parent))  # where `kiosk sync` looks
+    with TestClient(app) as operator:
+        reg = operator.post(
+            "/v1/devices",
+            json={
+                "device_id": device_id,
+                "point_id": "ZY-TEST-001",
+                "public_key": key.public_key_b64,
+            },
+            headers={"authorization": f"Bearer {admin}"},
+        )
+        assert reg.status_code == 201, reg.text
+        token = reg.json()["token"]
+    client = PlatformClient("http://platform.test", token)
+    link = SwitchedLink(
+        app, base_url="http://platform.test", headers={"Authorization": f"Bearer {token}"}
+    )
+    client._http = link
+    calls: list[tuple[dt.date, dt.date]] = []
+    real_reconcile = client.reconcile
+
+    def counting_reconcile(date_from: dt.date, date_to: dt.date) -> Any:
+        report = real_reconcile(date_from, date_to)
+        calls.append((date_from, date_to))  # only reconciliations the platform answered
+        return report
+
+    client.reconcile = counting_reconcile  # type: ignore[method-assign]
+    fake_time = FakeTime()
+    # The daemon's clock reads the system zone; here a zone ahead of UTC, like a county server.
+    shanghai = dt.timezone(dt.timedelta(hours=8))
+    runner = SyncRunner(
+        store,
+        client,
+        Uploader(store, client, key, device_id, batch_size=50),
+        device_id=device_id,
+        point_id="ZY-TEST-001",
+        verifier=None,
+        clock=lambda: dt.datetime.now(shanghai),
+        backoff=Backoff(base=30, cap=60, monotonic=fake_time),
+    )
+    with link:
+        yield Linked(runner, client, link, fake_time, device_id, calls)
