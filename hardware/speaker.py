@@ -51,6 +51,15 @@ GAP_S = 0.15  # silence between name and phrase
 
 
 @dataclass(frozen=True)
+class SpeakerStatus:
+    state: str  # ok | no_tts | no_player | error
+    player: str | None  # the program that plays the WAV files (aplay, paplay)
+    spoken: int
+    dropped: int  # prompts dropped from a backlog
+    detail: str  # the last error, "" when the last prompt played
+
+
+@dataclass(frozen=True)
 class QuietHours:
     start: dt.time
     end: dt.time  # may be earlier than start: wraps midnight
@@ -101,7 +110,7 @@ class Speaker:
 
     # ------------------------------------------------------------------ public
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> SpeakerStatus:
         if self.tts is None:
             state = "no_tts"
         elif self.player is None:
@@ -110,13 +119,13 @@ class Speaker:
             state = "error"
         else:
             state = "ok"
-        return {
-            "state": state,
-            "player": self.player[0] if self.player else None,
-            "spoken": self.spoken,
-            "dropped": self.dropped,
-            "detail": self.last_error or "",
-        }
+        return SpeakerStatus(
+            state=state,
+            player=self.player[0] if self.player else None,
+            spoken=self.spoken,
+            dropped=self.dropped,
+            detail=self.last_error or "",
+        )
 
     def current_volume(self) -> int:
         if self.quiet and self.quiet.contains(self.clock().time()):

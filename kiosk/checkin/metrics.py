@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import Counter
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -18,6 +17,9 @@ from kiosk import __version__
 from kiosk.checkin.events import Event
 from kiosk.runtime.services import KioskServices
 from models.tables import MealRecord, Outbox
+
+# (labels, value) of one line of the exposition; ints are floats to Prometheus.
+Sample = tuple[dict[str, object], float]
 
 
 def _labels(**labels: object) -> str:
@@ -43,7 +45,7 @@ class Metrics:
     def render(self, services: KioskServices) -> str:
         lines: list[str] = []
 
-        def metric(name: str, kind: str, help_text: str, samples: list[tuple[dict, Any]]) -> None:
+        def metric(name: str, kind: str, help_text: str, samples: list[Sample]) -> None:
             lines.append(f"# HELP {name} {help_text}")
             lines.append(f"# TYPE {name} {kind}")
             lines.extend(f"{name}{_labels(**labels)} {value}" for labels, value in samples)
@@ -92,22 +94,21 @@ class Metrics:
                [({"reader": name}, int(str(st.state) == "ok"))
                 for name, st in services.readers.statuses().items()])  # fmt: skip
         health = services.health()
-        storage = health["db"].get("storage", "ok")
+        storage = health.db.storage
         metric("kiosk_storage_writable", "gauge", "1 if a check-in can be stored now.",
-               [({}, int(bool(health["db"].get("writable"))))])  # fmt: skip
+               [({}, int(health.db.writable))])  # fmt: skip
         states = ("ok", "full", "read_only", "error")
         metric("kiosk_storage_state", "gauge", "Storage state: ok, full, read_only or error.",
                [({"state": s}, int(s == storage)) for s in states])  # fmt: skip
-        if health["db"].get("free_bytes") is not None:
+        if health.db.free_bytes is not None:
             metric("kiosk_disk_free_bytes", "gauge", "Free bytes on the data filesystem.",
-                   [({}, health["db"]["free_bytes"])])  # fmt: skip
-        camera = health.get("camera", {})
+                   [({}, health.db.free_bytes)])  # fmt: skip
         metric("kiosk_camera_up", "gauge", "1 if the camera delivers frames (0 if disabled).",
-               [({}, int(camera.get("state") == "ok"))])  # fmt: skip
-        face = health.get("face")
-        if isinstance(face, dict):
+               [({}, int(health.camera.state == "ok"))])  # fmt: skip
+        face = health.face.worker
+        if face is not None:
             metric("kiosk_face_decision_ms", "summary", "Frame to decision latency.",
-                   [({"quantile": q}, face.get(k)) for q, k in
-                    (("0.5", "decision_ms_p50"), ("0.99", "decision_ms_p99"))
-                    if face.get(k) is not None])  # fmt: skip
+                   [({"quantile": q}, ms) for q, ms in
+                    (("0.5", face.decision_ms_p50), ("0.99", face.decision_ms_p99))
+                    if ms is not None])  # fmt: skip
         return "\n".join(lines) + "\n"

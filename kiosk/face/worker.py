@@ -67,6 +67,26 @@ def _finite(value: float) -> float | None:
     return round(value, 4) if math.isfinite(value) else None
 
 
+@dataclass(frozen=True)
+class FaceStatus:
+    """What /api/health shows of the worker (field order is the JSON's)."""
+
+    state: str  # starting | ok | idle (nobody enrolled) | error | stopped
+    detail: str
+    templates: int
+    elders: int
+    liveness: str
+    card_evidence: str
+    heartbeat_age_s: float
+    frames_seen: int
+    frames_analyzed: int
+    checkins: int
+    decision_ms_p50: float | None
+    decision_ms_p99: float | None
+    detect_ms_p50: float | None
+    encode_ms_p50: float | None
+
+
 @dataclass
 class _Visit:
     started: float
@@ -313,30 +333,26 @@ class FaceWorker:
         return result
 
     # -- health ------------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def status(self) -> FaceStatus:
         def p(values: deque[float], q: float) -> float | None:
             data = sorted(values)
             if not data:
                 return None
             return round(data[min(len(data) - 1, int(q * len(data)))], 1)
 
-        return {
-            "state": self.state,
-            "detail": self.detail,
-            "templates": self.matcher.template_count,
-            "elders": self.matcher.elder_count,
-            "liveness": str(self.liveness_mode),
-            "card_evidence": self.face.card_evidence,
-            "heartbeat_age_s": round(time.monotonic() - self.heartbeat, 1),
-            "frames_seen": self.frames_seen,
-            "frames_analyzed": self.frames_analyzed,
-            "checkins": self.checkins,
-            "decision_ms_p50": p(self._decision_ms, 0.5),
-            "decision_ms_p99": p(self._decision_ms, 0.99),
-            "detect_ms_p50": round(statistics.median(self._detect_ms), 1)
-            if self._detect_ms
-            else None,
-            "encode_ms_p50": round(statistics.median(self._encode_ms), 1)
-            if self._encode_ms
-            else None,
-        }
+        return FaceStatus(
+            state=self.state,
+            detail=self.detail,
+            templates=self.matcher.template_count,
+            elders=self.matcher.elder_count,
+            liveness=str(self.liveness_mode),
+            card_evidence=self.face.card_evidence,
+            heartbeat_age_s=round(time.monotonic() - self.heartbeat, 1),
+            frames_seen=self.frames_seen,
+            frames_analyzed=self.frames_analyzed,
+            checkins=self.checkins,
+            decision_ms_p50=p(self._decision_ms, 0.5),
+            decision_ms_p99=p(self._decision_ms, 0.99),
+            detect_ms_p50=round(statistics.median(self._detect_ms), 1) if self._detect_ms else None,
+            encode_ms_p50=round(statistics.median(self._encode_ms), 1) if self._encode_ms else None,
+        )

@@ -163,7 +163,8 @@ class Daemon:
         self.services.speaker = start_speech(self.services, self.stop)
         self._start_face()
         self.sync, why_not = start_sync(self.services)
-        self.services.sync_state = self.sync.runner.state if self.sync else why_not
+        self.services.sync_state = self.sync.runner.state if self.sync else None
+        self.services.sync_off_reason = why_not
         if why_not:
             log.warning("sync off: %s", why_not)
         self._web_thread.start()

@@ -11,21 +11,38 @@ import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from hardware.camera import Camera
+from hardware.speaker import Speaker
 from kiosk import __version__
 from kiosk.checkin.events import EventBus
 from kiosk.checkin.rules import CheckinService, Refusal
 from kiosk.config import KioskConfig
 from kiosk.face.worker import FaceWorker
+from kiosk.runtime.health import (
+    CameraHealth,
+    FaceHealth,
+    Health,
+    OverallStatus,
+    ReaderHealth,
+    SpeakerHealth,
+    StorageHealth,
+    StorageState,
+    SyncHealth,
+)
 from kiosk.runtime.reader_hub import ReaderHub
 from kiosk.touchscreen.card_binding import CardBinding
 from models.db import Store
 from models.tables import Outbox
+
+if TYPE_CHECKING:
+    # Imported by the daemon only when card evidence is on (it loads the face models' code).
+    from kiosk.face.card_evidence import CardEvidence
+    from sync.scheduler import SyncState
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +51,7 @@ LOW_DISK_BYTES = 64 * 1024 * 1024
 DISK_FULL_BYTES = 1024 * 1024
 # After a "disk full" refusal, this much space must come free before health calls it cleared.
 FREED_BYTES = 256 * 1024
-STORAGE_PROBLEMS = {
+STORAGE_PROBLEMS: dict[StorageState, str] = {
     "full": "存储空间已满，请联系管理员",
     "read_only": "存储变为只读，记录无法保存，请联系管理员",
     "error": "数据库写入失败，请联系管理员",
@@ -56,22 +73,21 @@ class KioskServices:
     # Present only with camera.enabled; card check-in never depends on them.
     camera: Camera | None = None
     face: FaceWorker | None = None
-    card_evidence: Any = (
-        None  # kiosk.face.card_evidence.CardEvidence when face.card_evidence != off
-    )
-    # sync.scheduler.SyncState while uploads run, else the reason they don't (set by Daemon).
-    sync_state: Any = None
+    card_evidence: CardEvidence | None = None  # when face.card_evidence != off
+    # The upload jobs' last outcomes while they run; else why they don't (both set by Daemon).
+    sync_state: SyncState | None = None
+    sync_off_reason: str = ""
     clock_synced: bool | None = None  # from kiosk.runtime.timesync; None = cannot tell
-    speaker: Any = None  # hardware.speaker.Speaker while spoken prompts run (set by Daemon)
+    speaker: Speaker | None = None  # while spoken prompts run (set by Daemon)
     # The short binding window of the card-binding screen (consumed by the tap handler).
     card_binding: CardBinding = field(default_factory=CardBinding)
 
     def now(self) -> dt.datetime:
         return self.checkin.now()
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> Health:
         """The state a technician and the caregiver need, cheap enough to poll every second."""
-        db: dict[str, Any] = {"ok": True, "detail": ""}
+        db_ok, db_detail = True, ""
         pending = rejected = None
         try:
             with self.store.read() as session:
@@ -87,69 +103,70 @@ class KioskServices:
                     .where(Outbox.rejected_reason.is_not(None))
                 )
         except SQLAlchemyError as exc:
-            db = {"ok": False, "detail": str(getattr(exc, "orig", exc))}
+            db_ok, db_detail = False, str(getattr(exc, "orig", exc))
         try:
-            free = shutil.disk_usage(self.data_dir).free
+            free: int | None = shutil.disk_usage(self.data_dir).free
         except OSError:
             free = None
-        db["free_bytes"] = free
-        db["storage"], db["storage_detail"] = self._storage_state(free)
-        db["writable"] = db["ok"] and db["storage"] == "ok"
+        storage, storage_detail = self._storage_state(free)
+        low_space = free is not None and free < LOW_DISK_BYTES
+        db = StorageHealth(db_ok, db_detail, free, storage, storage_detail, low_space)
         readers = {
-            name: {"state": str(s.state), "detail": s.detail}
+            name: ReaderHealth(str(s.state), s.detail)
             for name, s in self.readers.statuses().items()
         }
         problems = []
-        if not db["ok"]:
+        if not db.ok:
             problems.append("数据库不可用")
-        if db["storage"] != "ok":
-            problems.append(STORAGE_PROBLEMS[db["storage"]])
-        elif free is not None and free < LOW_DISK_BYTES:
+        if db.storage != "ok":
+            problems.append(STORAGE_PROBLEMS[db.storage])
+        elif db.low_space:
             problems.append("存储空间不足")
         problems += [
-            f"{READER_PROBLEMS.get(r['state'], '读卡器未就绪')}（{name}）"
+            f"{READER_PROBLEMS.get(r.state, '读卡器未就绪')}（{name}）"
             for name, r in readers.items()
-            if r["state"] != "ok"
+            if r.state != "ok"
         ]
         camera, face = self._camera_health(), self._face_health()
-        if camera["state"] not in ("disabled", "ok", "starting"):
-            problems.append(CAMERA_PROBLEMS.get(camera["state"], "摄像头未就绪"))
-        if face["state"] == "error":
+        if camera.state not in ("disabled", "ok", "starting"):
+            problems.append(CAMERA_PROBLEMS.get(camera.state, "摄像头未就绪"))
+        if face.state == "error":
             problems.append("刷脸不可用")
         if self.clock_synced is False:
             problems.append("时钟未同步，请检查网络")
         sync = self._sync_health()
-        if sync.get("last_error"):
+        if sync.last_error:
             problems.append("数据上传失败，记录已保存在本机")
         if rejected:
             problems.append(f"{rejected} 条记录被平台退回，请联系管理员")
-        return {
-            # "error" (503) exactly when a check-in could not be stored now.
-            "status": "error" if not db["writable"] else ("degraded" if problems else "ok"),
-            "problems": problems,
-            "version": __version__,
-            "device_id": self.config.device.device_id,
-            "point_id": self.config.site.point_id,
-            "time": self.now().isoformat(),
-            "db": db,
-            "readers": readers,
-            "camera": camera,
-            "face": face,
-            "queue_depth": pending,
-            "rejected": rejected,
-            "sync": sync,
-            "clock_synchronised": self.clock_synced,
-            "speaker": self._speaker_health(),
-        }
+        status: OverallStatus = "error" if not db.writable else ("degraded" if problems else "ok")
+        return Health(
+            status=status,
+            problems=tuple(problems),
+            version=__version__,
+            device_id=self.config.device.device_id,
+            point_id=self.config.site.point_id,
+            time=self.now(),
+            db=db,
+            readers=readers,
+            camera=camera,
+            face=face,
+            queue_depth=pending,
+            rejected=rejected,
+            sync=sync,
+            clock_synchronised=self.clock_synced,
+            speaker=self._speaker_health(),
+        )
 
-    def _speaker_health(self) -> dict[str, Any]:
+    def _speaker_health(self) -> SpeakerHealth:
         if not self.config.speech.enabled:
-            return {"state": "disabled"}
+            return SpeakerHealth("disabled")
         if self.speaker is None:
-            return {"state": "unknown", "detail": "not started"}
-        return dict(self.speaker.status())
+            return SpeakerHealth("unknown", "not started")
+        status = self.speaker.status()
+        return SpeakerHealth(status.state, status.detail, status)
 
-    def _storage_state(self, free: int | None) -> tuple[str, str]:
+    def _storage_state(self, free: int | None) -> tuple[StorageState, str]:
         """ok | full | read_only | error, and why: from the filesystem now and the last failed
         write. Clears by itself once space is freed or the filesystem is writable again."""
         try:
@@ -169,33 +186,33 @@ class KioskServices:
             return "full", f"{free} bytes free"
         return "ok", ""
 
-    def _sync_health(self) -> dict[str, Any]:
+    def _sync_health(self) -> SyncHealth:
         state = self.sync_state
-        if state is None or isinstance(state, str):
-            return {"state": "off", "detail": state or "not started"}
-        last = state.last_success_at
-        return {
-            "state": "error" if state.last_error else "ok",
-            "last_success_at": last.isoformat() if last else None,
-            "last_error": state.last_error,
-            "roster_version": state.roster_version,
-            "checkpoint_conflict": state.checkpoint_conflict,
-        }
+        if state is None:
+            return SyncHealth("off", self.sync_off_reason or "not started")
+        return SyncHealth(
+            "error" if state.last_error else "ok",
+            last_success_at=state.last_success_at,
+            last_error=state.last_error,
+            roster_version=state.roster_version,
+            checkpoint_conflict=state.checkpoint_conflict,
+        )
 
-    def _camera_health(self) -> dict[str, Any]:
+    def _camera_health(self) -> CameraHealth:
         if self.camera is None:
-            return {"state": "disabled"}
+            return CameraHealth("disabled")
         st = self.camera.status()
-        return {
-            "state": str(st.state),
-            "detail": st.detail,
-            "fps": st.fps,
-            "resolution": f"{st.width}x{st.height}" if st.width else None,
-            "frames": st.frames,
-            "reconnects": st.reconnects,
-        }
+        return CameraHealth(
+            str(st.state),
+            st.detail,
+            st.fps,
+            f"{st.width}x{st.height}" if st.width else None,
+            st.frames,
+            st.reconnects,
+        )
 
-    def _face_health(self) -> dict[str, Any]:
+    def _face_health(self) -> FaceHealth:
         if self.face is None:
-            return {"state": "disabled"}
-        return self.face.status()
+            return FaceHealth("disabled")
+        status = self.face.status()
+        return FaceHealth(status.state, status)

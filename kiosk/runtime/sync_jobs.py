@@ -38,8 +38,8 @@ def start_sync(services: KioskServices) -> tuple[SyncJobs | None, str]:
             log.exception("safety ledger summary for the heartbeat failed")
             safety = None
         return HeartbeatExtras(
-            readers={name: r["state"] for name, r in health["readers"].items()},
-            camera=str(health["camera"].get("state", "unknown")),
+            readers={name: r.state for name, r in health.readers.items()},
+            camera=health.camera.state,
             safety=safety,
         )
 

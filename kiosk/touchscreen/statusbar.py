@@ -12,6 +12,8 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from kiosk.runtime.health import Health
+
 
 @dataclass(frozen=True)
 class StatusItem:
@@ -21,15 +23,15 @@ class StatusItem:
     todo: str = ""
 
 
-def _readers(health: dict[str, Any]) -> StatusItem:
-    readers = health.get("readers") or {}
+def _readers(health: Health) -> StatusItem:
+    readers = health.readers
     if not readers:
         return StatusItem("reader", "bad", "没有读卡器", "请技术员在配置里设置读卡器")
-    bad = {name: r for name, r in readers.items() if r.get("state") != "ok"}
+    bad = {name: r for name, r in readers.items() if r.state != "ok"}
     if not bad:
         return StatusItem("reader", "ok", "读卡器正常")
     which = "" if len(readers) == 1 else "（" + "、".join(bad) + "）"
-    states = {r.get("state") for r in bad.values()}
+    states = {r.state for r in bad.values()}
     if states <= {"absent"}:
         return StatusItem(
             "reader", "bad", f"读卡器未连接{which}", "读卡器未连接，请检查读卡器连线，或拔下再插上"
@@ -41,9 +43,8 @@ def _readers(health: dict[str, Any]) -> StatusItem:
     )
 
 
-def _camera(health: dict[str, Any]) -> StatusItem:
-    camera = (health.get("camera") or {}).get("state", "disabled")
-    face = (health.get("face") or {}).get("state", "disabled")
+def _camera(health: Health) -> StatusItem:
+    camera, face = health.camera.state, health.face.state
     if camera == "disabled":
         return StatusItem("camera", "off", "未用刷脸")
     if camera == "absent":
@@ -63,12 +64,10 @@ def _camera(health: dict[str, Any]) -> StatusItem:
     return StatusItem("camera", "ok", "摄像头正常")
 
 
-def _platform(health: dict[str, Any], now: dt.datetime | None) -> StatusItem:
-    sync = health.get("sync") or {}
-    state = sync.get("state", "off")
-    if state == "off":
-        detail = str(sync.get("detail") or "")
-        if "provision" in detail:
+def _platform(health: Health, now: dt.datetime | None) -> StatusItem:
+    sync = health.sync
+    if sync.state == "off":
+        if "provision" in sync.detail:
             return StatusItem(
                 "platform",
                 "warn",
@@ -76,26 +75,26 @@ def _platform(health: dict[str, Any], now: dt.datetime | None) -> StatusItem:
                 "还没有接入县平台，请技术员开通（kiosk provision）",
             )
         return StatusItem("platform", "off", "未接入平台")
-    if state == "error":
+    if sync.state == "error":
         return StatusItem(
             "platform", "warn", "平台连不上", "连不上县平台，记录都保存在本机；请检查网络或路由器"
         )
-    last = sync.get("last_success_at")
+    last = sync.last_success_at
     text = "平台已连接"
-    if last and now is not None:
+    if last is not None and now is not None:
         try:
-            minutes = (now - dt.datetime.fromisoformat(last)).total_seconds() / 60
+            minutes = (now - last).total_seconds() / 60
             if minutes > 60:
                 text = f"平台 {int(minutes // 60)} 小时未联系"
-        except (TypeError, ValueError):
+        except TypeError:  # one aware, one naive: say nothing rather than guess
             pass
     return StatusItem("platform", "ok", text)
 
 
-def _unsent(health: dict[str, Any]) -> StatusItem:
-    pending = health.get("queue_depth")
-    rejected = health.get("rejected") or 0
-    sync_state = (health.get("sync") or {}).get("state", "off")
+def _unsent(health: Health) -> StatusItem:
+    pending = health.queue_depth
+    rejected = health.rejected or 0
+    sync_state = health.sync.state
     if rejected:
         return StatusItem(
             "unsent",
@@ -112,8 +111,8 @@ def _unsent(health: dict[str, Any]) -> StatusItem:
     return StatusItem("unsent", "ok" if sync_state == "ok" else "warn", f"{pending} 条待上传")
 
 
-def _clock(health: dict[str, Any]) -> StatusItem:
-    synced = health.get("clock_synchronised")
+def _clock(health: Health) -> StatusItem:
+    synced = health.clock_synchronised
     if synced is True:
         return StatusItem("clock", "ok", "时钟已同步")
     if synced is False:
@@ -123,9 +122,8 @@ def _clock(health: dict[str, Any]) -> StatusItem:
     return StatusItem("clock", "off", "时钟未检查")
 
 
-def _speaker(health: dict[str, Any]) -> StatusItem:
-    speaker = health.get("speaker") or {}
-    state = speaker.get("state", "unknown")
+def _speaker(health: Health) -> StatusItem:
+    state = health.speaker.state
     if state == "disabled":
         return StatusItem("speaker", "off", "语音已关")
     if state == "ok":
@@ -141,18 +139,18 @@ def _speaker(health: dict[str, Any]) -> StatusItem:
     return StatusItem("speaker", "off", "语音未启动")
 
 
-def _storage(health: dict[str, Any]) -> StatusItem | None:
-    db = health.get("db") or {}
-    if not db.get("ok", True) or db.get("storage", "ok") != "ok":
+def _storage(health: Health) -> StatusItem | None:
+    db = health.db
+    if not db.ok or db.storage != "ok":
         return StatusItem(
             "storage", "bad", "存储故障", "记录存不进去，请马上联系技术员，先手写登记"
         )
-    if "存储空间不足" in (health.get("problems") or []):
+    if db.low_space:
         return StatusItem("storage", "bad", "存储将满", "存储空间快满了，请联系技术员清理")
     return None
 
 
-def status_items(health: dict[str, Any], now: dt.datetime | None = None) -> list[StatusItem]:
+def status_items(health: Health, now: dt.datetime | None = None) -> list[StatusItem]:
     items = [
         _readers(health),
         _camera(health),
@@ -166,7 +164,7 @@ def status_items(health: dict[str, Any], now: dt.datetime | None = None) -> list
 
 
 def status_bar(
-    health: dict[str, Any], now: dt.datetime | None = None, reminders: list[str] | None = None
+    health: Health, now: dt.datetime | None = None, reminders: list[str] | None = None
 ) -> dict[str, Any]:
     items = status_items(health, now)
     worst = "bad" if any(i.state == "bad" for i in items) else "ok"

@@ -79,7 +79,7 @@ def test_say_never_blocks_and_drops_the_oldest(tmp_path: Path) -> None:
 
 def test_without_a_player_it_says_so_and_does_nothing(tmp_path: Path) -> None:
     speaker = Speaker(tmp_path, player=None, tts=None)
-    assert speaker.status()["state"] == "no_tts"
+    assert speaker.status().state == "no_tts"
     stop = threading.Event()
     thread = speaker.start(stop)
     speaker.say("welcome_meal", "王秀英")
@@ -104,5 +104,5 @@ def test_playback_runs_the_player_in_its_own_thread(tmp_path: Path) -> None:
         time.sleep(0.05)
     stop.set()
     thread.join(2)
-    assert speaker.spoken == 1 and speaker.status()["state"] == "ok"
+    assert speaker.spoken == 1 and speaker.status().state == "ok"
     assert log.read_text().strip().endswith(".wav")

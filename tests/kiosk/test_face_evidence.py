@@ -231,10 +231,10 @@ def test_health_shows_camera_and_face_and_a_missing_camera_is_only_degraded(
     services, camera = face_services(tmp_path, clock, "evidence")
     camera.state = CameraState.ABSENT
     health = services.health()
-    assert health["camera"]["state"] == "absent"
-    assert health["camera"]["resolution"] == "640x480"
-    assert health["face"]["state"] == "starting"
-    assert health["status"] == "degraded" and "摄像头未连接" in health["problems"]
+    assert health.camera.state == "absent"
+    assert health.camera.resolution == "640x480"
+    assert health.face.state == "starting"
+    assert health.status == "degraded" and "摄像头未连接" in health.problems
     tap(services, OBAMA_CARD)  # card check-in goes on
     assert last_record(services).method == "card"
 
@@ -253,8 +253,8 @@ def test_worker_with_nobody_enrolled_runs_nothing_heavy_and_records_nothing(
     stop.set()
     worker.join()
     status = worker.status()
-    assert status["state"] == "stopped" and status["templates"] == 0
-    assert status["frames_seen"] > 0 and status["frames_analyzed"] == 0
+    assert status.state == "stopped" and status.templates == 0
+    assert status.frames_seen > 0 and status.frames_analyzed == 0
     assert last_record(services) is None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -9,6 +10,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from kiosk.runtime.health import (
+    CameraHealth,
+    FaceHealth,
+    Health,
+    ReaderHealth,
+    SpeakerHealth,
+    StorageHealth,
+    SyncHealth,
+)
 from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.ledgers import heartbeat_summary
 from kiosk.touchscreen.notices import set_menu
@@ -176,18 +186,23 @@ def test_heartbeat_carries_the_ledgers(
     assert old.safety is None and "safety" in old.model_dump()
 
 
-HEALTH_OK = {
-    "readers": {"desk": {"state": "ok"}},
-    "camera": {"state": "ok"},
-    "face": {"state": "ok"},
-    "sync": {"state": "ok", "last_success_at": None},
-    "queue_depth": 0,
-    "rejected": 0,
-    "clock_synchronised": True,
-    "speaker": {"state": "ok"},
-    "db": {"ok": True},
-    "problems": [],
-}
+HEALTH_OK = Health(
+    status="ok",
+    problems=(),
+    version="t",
+    device_id="test-terminal",
+    point_id="P1",
+    time=dt.datetime(2026, 3, 2, 12, 0),
+    db=StorageHealth(ok=True, detail="", free_bytes=10**9, storage="ok", storage_detail=""),
+    readers={"desk": ReaderHealth("ok")},
+    camera=CameraHealth("ok"),
+    face=FaceHealth("ok"),
+    queue_depth=0,
+    rejected=0,
+    sync=SyncHealth("ok"),
+    clock_synchronised=True,
+    speaker=SpeakerHealth("ok"),
+)
 
 
 def test_status_bar_says_what_is_wrong_and_what_to_do() -> None:
@@ -201,14 +216,14 @@ def test_status_bar_says_what_is_wrong_and_what_to_do() -> None:
         "clock",
         "speaker",
     ]
-    bad = {
-        **HEALTH_OK,
-        "readers": {"desk": {"state": "absent"}},
-        "sync": {"state": "error", "last_error": "timeout"},
-        "queue_depth": 12,
-        "clock_synchronised": False,
-        "speaker": {"state": "no_player"},
-    }
+    bad = dataclasses.replace(
+        HEALTH_OK,
+        readers={"desk": ReaderHealth("absent")},
+        sync=SyncHealth("error", last_error="timeout"),
+        queue_depth=12,
+        clock_synchronised=False,
+        speaker=SpeakerHealth("no_player"),
+    )
     bar = status_bar(bad)
     texts = {i["key"]: (i["state"], i["text"]) for i in bar["items"]}
     assert texts["reader"] == ("bad", "读卡器未连接")
