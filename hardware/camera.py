@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from hardware.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 Frame = NDArray[np.uint8]  # H x W x 3, BGR as OpenCV delivers it
@@ -181,7 +183,7 @@ class Camera:
     # -- grabber -----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Grab until `stop` is set; never raises for camera trouble."""
-        backoff = self.backoff_initial_s
+        backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
         first = True
         try:
             while not stop.is_set():
@@ -197,10 +199,10 @@ class Camera:
                 if ended or stop.is_set():
                     break
                 if delivered:
-                    backoff = self.backoff_initial_s  # it worked for a while: retry quickly
-                log.info("%s: reopening in %.1f s", self.name, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, self.backoff_max_s)
+                    backoff.reset()  # it worked for a while: retry quickly
+                delay = backoff.next_delay()
+                log.info("%s: reopening in %.1f s", self.name, delay)
+                stop.wait(delay)
         finally:
             if self._status.state != CameraState.STOPPED:
                 self._set_status(CameraState.STOPPED, "stopped")

@@ -104,13 +104,13 @@ class SyncRunner:
         try:
             body()
         except PlatformError as exc:
-            delay = self.backoff.failure(exc.retry_after)
+            delay = self.backoff.next_delay(exc.retry_after)
             self.state.last_error = f"{name}: {exc}"
             if name == "reconcile":
                 self._reconcile_owed = True
             log.error("%s failed (%s); next attempt in %.0fs", name, exc, delay)
             return False
-        self.backoff.success()
+        self.backoff.reset()
         # The platform answered: the link is back, so the screen must stop saying it is not.
         self.state.last_error = None
         self.state.last_success_at = self._utc_now()
@@ -218,6 +218,7 @@ def start_sync_jobs(
     platform_url: str,
     token: str,
     key_path: Path,
+    backoff: Backoff,
     platform_public_key: str | None = None,
     batch_size: int = 500,
     upload_interval_s: float = 60,
@@ -226,14 +227,15 @@ def start_sync_jobs(
     reconcile_interval_s: float = 6 * 3600,
     heartbeat_interval_s: float = 300,
     reconcile_days: int = 35,
-    backoff_base_s: float = 5,
-    backoff_cap_s: float = 900,
     software_version: str = "",
     location: tuple[float, float] | None = None,
     heartbeat_extras: Callable[[], HeartbeatExtras] | None = None,
     clock: Callable[[], dt.datetime] | None = None,
 ) -> SyncJobs:
     """Start the sync jobs in a background scheduler; call `.shutdown()` on stop.
+
+    `backoff` is shared by every job; the caller builds it (the one implementation is
+    hardware/backoff.py, which sync may not import: see sync/backoff.py).
 
     Raises `sync.signing.DeviceKeyError` if the device key cannot be loaded (the kiosk is not
     provisioned): the daemon should log it and run offline, records keep accumulating.
@@ -253,7 +255,7 @@ def start_sync_jobs(
         point_id=point_id,
         verifier=verifier,
         clock=clock,
-        backoff=Backoff(base=backoff_base_s, cap=backoff_cap_s),
+        backoff=backoff,
         reconcile_days=reconcile_days,
         software_version=software_version,
         location=location,

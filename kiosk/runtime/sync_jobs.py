@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from hardware.backoff import Backoff
 from kiosk import __version__
 from kiosk.config import load_secret
 from kiosk.runtime.services import KioskServices
@@ -17,6 +18,10 @@ from sync.scheduler import SyncJobs, start_sync_jobs
 from sync.signing import DeviceKeyError, default_key_path
 
 log = logging.getLogger(__name__)
+
+# Every sync job holds off together after a failure: 5 s doubling up to 15 min, full jitter.
+SYNC_BACKOFF_BASE_S = 5.0
+SYNC_BACKOFF_CAP_S = 900.0
 
 
 def start_sync(services: KioskServices) -> tuple[SyncJobs | None, str]:
@@ -51,6 +56,7 @@ def start_sync(services: KioskServices) -> tuple[SyncJobs | None, str]:
             platform_url=cfg.url,
             token=token,
             key_path=default_key_path(services.data_dir),
+            backoff=Backoff(SYNC_BACKOFF_BASE_S, SYNC_BACKOFF_CAP_S),
             platform_public_key=cfg.public_key,
             batch_size=cfg.batch_size,
             upload_interval_s=cfg.upload_interval_s,

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
+from hardware.backoff import Backoff, backoff_delay
 from models.tables import Outbox
-from sync.backoff import Backoff, backoff_delay
 from sync.client import parse_retry_after
 from sync.uploader import pending_count
 from tests.conftest import REPO
@@ -176,7 +176,7 @@ def test_retry_after_is_honoured(kiosk: Kiosk, proxy: FaultProxy) -> None:
     assert result.retry_after == 120
     clock = [1000.0]
     backoff = Backoff(base=5, cap=60, rng=random.Random(1), monotonic=lambda: clock[0])
-    delay = backoff.failure(result.retry_after)
+    delay = backoff.next_delay(result.retry_after)
     assert 120 <= delay <= 125  # never sooner than asked, even above the cap
     clock[0] += 119
     assert not backoff.ready()

@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives import serialization
 from pydantic import BaseModel
 from sqlalchemy import select, text
 
+from hardware.backoff import Backoff
 from kiosk.checkin.rules import CheckinRequest, CheckinService, Method, Outcome
 from models.tables import AuditEvent, Elder, Outbox
 from sync import wire
-from sync.backoff import Backoff
 from sync.checkpoint import make_checkpoint, push_checkpoint
 from sync.heartbeat import HeartbeatExtras, build_heartbeat
 from sync.reconcile import reconcile
@@ -322,7 +322,7 @@ def test_start_sync_jobs_runs_every_job(platform: Platform, kiosk: Kiosk) -> Non
     jobs = start_sync_jobs(
         kiosk.store, device_id=kiosk.device_id, point_id=kiosk.point_id,
         platform_url=platform.url, token=kiosk.token, key_path=kiosk.key_path,
-        platform_public_key=platform.public_key, upload_interval_s=3600,
+        backoff=Backoff(5, 900), platform_public_key=platform.public_key, upload_interval_s=3600,
         checkpoint_interval_s=3600, roster_interval_s=3600, reconcile_interval_s=3600,
         heartbeat_interval_s=3600, software_version="test",
     )  # fmt: skip
