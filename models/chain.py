@@ -2,8 +2,9 @@
 
 Each record's hash covers its content and the previous record's hash, so changing, removing or
 re-ordering any stored record breaks every link after it. The function is pure and lives with
-the data; it runs inside the insert transaction (see `models.records`). Signing the hashes with
-the device key is sync/'s job.
+the data; it runs inside the insert transaction (see `models.records`), as does the signature
+over the hash, made by a callable the kiosk passes in: the key and the cryptography stay in
+sync/, and `verify_chain` takes the check as a callable for the same reason.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,10 +67,26 @@ class ChainFault:
     problem: str
 
 
-def verify_chain(records: Iterable[Mapping[str, Any]]) -> list[ChainFault]:
-    """Check records (ordered by seq, starting at 1) for gaps, broken links and edits."""
+# (record hash, base64 signature) -> does the device key verify it?
+SignatureCheck = Callable[[str, str], bool]
+
+
+def verify_chain(
+    records: Iterable[Mapping[str, Any]],
+    signature_ok: SignatureCheck | None = None,
+    legacy_until_seq: int = 0,
+    after: tuple[int, str] = (0, GENESIS_HASH),
+) -> list[ChainFault]:
+    """Check records (ordered by seq, starting at 1) for gaps, broken links and edits.
+
+    With `signature_ok`, also that each record carries a valid device signature: records after
+    `legacy_until_seq` were signed in their inserting transaction, so a missing or invalid
+    signature means the row was written by something other than the daemon. Legacy records
+    may still lack one (they are signed at upload) but a present one must verify. `after`
+    (seq, hash) continues from a record already verified instead of from the genesis.
+    """
     faults: list[ChainFault] = []
-    prev_hash, expected_seq = GENESIS_HASH, 1
+    prev_hash, expected_seq = after[1], after[0] + 1
     for rec in records:
         seq = rec["seq"]
         if seq != expected_seq:
@@ -78,5 +95,12 @@ def verify_chain(records: Iterable[Mapping[str, Any]]) -> list[ChainFault]:
             faults.append(ChainFault(seq, "prev_hash does not match the previous record"))
         if link_hash(rec["prev_hash"], rec) != rec["hash"]:
             faults.append(ChainFault(seq, "content does not match its hash (edited)"))
+        if signature_ok is not None:
+            signature = rec.get("signature")
+            if not signature:
+                if seq > legacy_until_seq:
+                    faults.append(ChainFault(seq, "unsigned: not written by the daemon"))
+            elif not signature_ok(rec["hash"], signature):
+                faults.append(ChainFault(seq, "signature does not verify with the device key"))
         prev_hash, expected_seq = rec["hash"], seq + 1
     return faults

@@ -105,7 +105,21 @@ class MealRecord(Base):
     reason: Mapped[str | None] = mapped_column(String(64))  # why a manual check-in was needed
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
-    signature: Mapped[str | None] = mapped_column(String(128))  # Ed25519, added by sync/
+    # Ed25519 over `hash` by the device key, made in the inserting transaction (migration
+    # 0004); records older than that were signed at first upload (EvidenceState).
+    signature: Mapped[str | None] = mapped_column(String(128))
+
+
+class EvidenceState(Base):
+    """One row, written by migration 0004 and never changed (a trigger refuses it)."""
+
+    __tablename__ = "evidence_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The chain head when signing at insert began: records up to it may be signed at upload.
+    legacy_until_seq: Mapped[int] = mapped_column(Integer)
+    legacy_until_hash: Mapped[str] = mapped_column(String(64))
+    migrated_at: Mapped[dt.datetime] = mapped_column(AwareDateTime())
 
 
 class Outbox(Base):

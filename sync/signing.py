@@ -41,10 +41,13 @@ class DeviceKeyError(Exception):
 
 
 def default_key_path(data_dir: Path) -> Path:
-    """$CREDENTIALS_DIRECTORY/device-key under systemd, else <data-dir>/keys/device.key."""
+    """$CREDENTIALS_DIRECTORY/device-key under systemd, else <data-dir>/keys/device.key.
+
+    An empty credential is install.sh's placeholder before provisioning: not a key."""
     cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-    if cred_dir and (Path(cred_dir) / CREDENTIAL_NAME).is_file():
-        return Path(cred_dir) / CREDENTIAL_NAME
+    cred = Path(cred_dir) / CREDENTIAL_NAME if cred_dir else None
+    if cred is not None and cred.is_file() and cred.stat().st_size > 0:
+        return cred
     return data_dir / KEY_FILE
 
 
@@ -61,6 +64,10 @@ class DeviceKey:
 
     def sign_record(self, record_hash: str) -> str:
         return b64encode(self.private.sign(record_message(record_hash)))
+
+    def record_ok(self, record_hash: str, signature_b64: str) -> bool:
+        """Was this record signed by this device's key? (models.chain.SignatureCheck)"""
+        return verify(self.private.public_key(), record_message(record_hash), signature_b64)
 
     def sign_checkpoint(
         self, device_id: str, seq: int, head_hash: str, made_at: dt.datetime
@@ -115,6 +122,18 @@ def load_or_generate_device_key(path: Path) -> DeviceKey:
     if path.exists():
         return load_device_key(path)
     return generate_device_key(path)
+
+
+def record_signing_key(data_dir: Path) -> DeviceKey:
+    """The key the daemon signs each record with, in the transaction that inserts it.
+
+    The provisioned credential when there is one; before provisioning (a demo, a laptop, a
+    terminal still offline) the data directory's own key, created on first use, so that
+    records are signed from the first tap. Raises DeviceKeyError for a key that exists but
+    cannot be used (wrong mode, not a key): records are then refused rather than stored
+    unsigned, and health says why.
+    """
+    return load_or_generate_device_key(default_key_path(data_dir))
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,12 @@ Exactly-once is the product of three things:
 - nothing is deleted here: a rejected record stays, with the platform's reason, and is not
   resent (it shows in `kiosk sync --status` and in health).
 
-Signing: a record is signed with the device key when it is first put into a batch (the
-signature column is outside the hash chain and the guard triggers allow setting it). Signing at
-upload keeps key handling out of the check-in path; the tamper evidence does not depend on when
-the signature is made, because the hash it signs covers the content and the previous hash, and
-signed checkpoints commit to the chain head every round.
+Signing: every record is signed with the device key in the transaction that inserts it
+(models.records.append_record, migration 0004); the uploader sends the stored signature and
+never signs a record itself, so a row someone appended with the sqlite3 shell reaches the
+platform unsigned (or with a signature that does not verify) and is rejected there as forged.
+The one exception is a record made before migration 0004 and not yet uploaded (seq <=
+evidence_state.legacy_until_seq): it is signed at its first upload, as it always was.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 
 from models.db import Store
+from models.records import legacy_until_seq
 from models.tables import AuditEvent, MealRecord, Outbox
 from sync.client import PlatformClient, PlatformError
 from sync.signing import DeviceKey
@@ -33,6 +35,9 @@ from sync.wire import BatchResult, RecordBatch, WireRecord
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (records done this round, records pending at start)
+# Sent in place of a signature for a row that has none (it was not written by the daemon): not
+# base64, so it can never verify; the platform rejects the record and alerts the county.
+UNSIGNED = "unsigned"
 
 
 @dataclass(frozen=True)
@@ -129,9 +134,17 @@ class Uploader:
                 .limit(self.batch_size)
             )
             rows = list(session.scalars(query))
-        unsigned = {r.record_id: self.key.sign_record(r.hash) for r in rows if not r.signature}
+            legacy = legacy_until_seq(session)
+        unsigned = {
+            r.record_id: self.key.sign_record(r.hash)
+            for r in rows
+            if not r.signature and r.seq <= legacy
+        }
+        strays = [r.seq for r in rows if not r.signature and r.seq > legacy]
+        if strays:
+            log.error("records %s carry no signature: not written by the daemon", strays[:20])
         if unsigned:
-            # One executemany by primary key; the guard triggers allow the signature column.
+            # Records made before signing at insert only (the trigger refuses any other).
             with self.store.write() as session:
                 session.execute(
                     update(MealRecord),
@@ -140,7 +153,7 @@ class Uploader:
         return [
             WireRecord(
                 **{c: getattr(r, c) for c in WireRecord.model_fields if c != "signature"},
-                signature=r.signature or unsigned[r.record_id],
+                signature=r.signature or unsigned.get(r.record_id, UNSIGNED),
             )
             for r in rows
         ]

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -26,9 +27,11 @@ from sqlalchemy.orm import Session
 from kiosk.checkin.events import EventBus
 from kiosk.checkin.schedule import SLOT_LABELS, SlotWindow, current_or_next, open_slot
 from kiosk.config import KioskConfig
+from models.chain import SignatureCheck
 from models.db import Store
-from models.records import append_record
+from models.records import RecordSigner, append_record
 from models.tables import AuditEvent, Card, Elder, MealRecord
+from sync.evidence import EvidenceMonitor, EvidenceReport
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ class Refusal(StrEnum):
     FACE_UNKNOWN = "face_unknown"  # a face nobody on the roster matches: no record
     FACE_AMBIGUOUS = "face_ambiguous"  # two elders too close to tell apart: no record
     LIVENESS_FAILED = "liveness_failed"  # no blink (turn) seen: maybe a photo; no record
+    # The device key cannot be loaded: a record nobody can prove the daemon wrote is no evidence.
+    SIGNING_UNAVAILABLE = "signing_unavailable"
 
 
 # What the elder reads and hears. Short, plain words; the name first so he knows it is his.
@@ -78,6 +83,7 @@ REFUSAL_MESSAGES = {
     Refusal.FACE_UNKNOWN: "未能识别，请刷卡",
     Refusal.FACE_AMBIGUOUS: "无法确认身份，请刷卡",
     Refusal.LIVENESS_FAILED: "未通过活体检测，请刷卡",
+    Refusal.SIGNING_UNAVAILABLE: "设备密钥不可用，暂停签到，请联系技术员",
 }
 
 
@@ -162,10 +168,19 @@ class CheckinService:
         store: Store,
         bus: EventBus | None = None,
         clock: Callable[[], dt.datetime] | None = None,
+        signer: RecordSigner | None = None,
+        signature_check: SignatureCheck | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.bus = bus
+        # Signs each record in its inserting transaction (the device key's sign_record). None:
+        # loaded from the data directory's credentials at the first check-in (see _signer).
+        self._record_signer = signer
+        # Why records cannot be signed (device key unusable), for health and doctor.
+        self.signing_problem: str | None = None
+        # The chain, signatures and outbox re-checked (check_evidence); health shows the report.
+        self.evidence = EvidenceMonitor(store, signature_check)
         self._clock = clock or (lambda: dt.datetime.now(config.site.tz))
         # Set by the daemon from kiosk.runtime.timesync: records made on a clock known to be
         # wrong say so.
@@ -179,9 +194,15 @@ class CheckinService:
     def check_in(self, req: CheckinRequest) -> CheckinResult:
         """Apply the rules and, if accepted, durably record the service."""
         now = self.now()
+        signer = self._signer()
+        if signer is None:
+            result = self._refused(req, now, Refusal.SIGNING_UNAVAILABLE)
+            self._audit_safely(now, str(Refusal.SIGNING_UNAVAILABLE), {"why": self.signing_problem})
+            self._publish(result)
+            return result
         try:
             with self.store.write() as session:
-                result = self._decide_and_record(session, req, now)
+                result = self._decide_and_record(session, req, now, signer)
             self.storage_failure = None
         except IntegrityError as exc:
             # The UNIQUE constraint is the last word on "once per slot"; the lookup in
@@ -195,6 +216,39 @@ class CheckinService:
             result = self._storage_failure(req, now, exc)
         self._publish(result)
         return result
+
+    def evidence_problems(self) -> list[str]:
+        """What health shows the caregiver about the local evidence (Chinese)."""
+        problems = []
+        if self.signing_problem:
+            problems.append("设备密钥不可用，暂停签到，请联系技术员")
+        if self.evidence.report.problems:
+            problems.append("本机记录的链或发件箱不一致，请联系技术员")
+        return problems
+
+    def check_evidence(self) -> EvidenceReport:
+        """Re-check the local chain, signatures and outbox (full once, then what is new)."""
+        self._signer()  # loads the key, which also verifies the signatures
+        return self.evidence.run()
+
+    def start_evidence_checks(
+        self, stop: threading.Event, interval_s: float = 60.0
+    ) -> threading.Thread:
+        """At start and then every `interval_s`, in its own thread (a full check of a large
+        database takes seconds and must not delay a tap or the watchdog)."""
+
+        def loop() -> None:
+            while True:
+                try:
+                    self.check_evidence()
+                except Exception:  # a failing check must not end the checks
+                    log.exception("evidence check failed")
+                if stop.wait(interval_s):
+                    return
+
+        thread = threading.Thread(target=loop, name="evidence", daemon=True)
+        thread.start()
+        return thread
 
     def refuse_face(
         self, refusal: Refusal, distance: float | None = None, margin: float | None = None
@@ -224,14 +278,33 @@ class CheckinService:
 
     # ------------------------------------------------------------------ internals
 
+    def record_signer(self) -> RecordSigner | None:
+        """The device key's signer, for other append-only entries (the village's books)."""
+        return self._signer()
+
+    def _signer(self) -> RecordSigner | None:
+        """The device key's record signer; loaded once, retried while it is unusable."""
+        if self._record_signer is None:
+            from sync.signing import DeviceKeyError, record_signing_key
+
+            try:
+                key = record_signing_key(self.store.db_path.parent)
+                self._record_signer = key.sign_record
+                self.evidence.signature_ok = key.record_ok
+                self.signing_problem = None
+            except (DeviceKeyError, OSError) as exc:
+                self.signing_problem = f"device key: {exc}"
+                log.error("check-in refused, records cannot be signed: %s", exc)
+        return self._record_signer
+
     def _decide_and_record(
-        self, session: Session, req: CheckinRequest, now: dt.datetime
+        self, session: Session, req: CheckinRequest, now: dt.datetime, signer: RecordSigner
     ) -> CheckinResult:
         elder = self._identify(session, req)
         if elder is None:
-            refusal = Refusal.UNKNOWN_CARD if req.card_uid else Refusal.UNKNOWN_ELDER
-            self._audit(session, now, refusal, req, None)
-            return self._refused(req, now, refusal)
+            unknown = Refusal.UNKNOWN_CARD if req.card_uid else Refusal.UNKNOWN_ELDER
+            self._audit(session, now, unknown, req, None)
+            return self._refused(req, now, unknown)
 
         window = open_slot(self.config, req.service, now)
         if window is None:
@@ -259,6 +332,7 @@ class CheckinService:
 
         record = append_record(
             session,
+            signer=signer,
             device_id=self.config.device.device_id,
             elder_id=elder.elder_id,
             service=req.service,

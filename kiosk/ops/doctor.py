@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hardware.card_uid import InvalidUidError, normalise
 from kiosk.config import KioskConfig, ReaderConfig
 from kiosk.ops.storage import StoreDamagedError
+from models.chain import SignatureCheck
 from models.db import Store
 from models.tables import MealRecord, Outbox
 
@@ -210,6 +211,39 @@ def check_outbox(store: Store, now: dt.datetime) -> Check:
                  "check the platform connection (kiosk sync --status)")  # fmt: skip
 
 
+def device_signature_check(data_dir: Path) -> tuple[SignatureCheck | None, str]:
+    """The device key's record check, or None and why (doctor may run without the key)."""
+    from sync.signing import DeviceKeyError, default_key_path, load_device_key
+
+    path = default_key_path(data_dir)
+    if not path.exists():
+        return None, f"no device key at {path}"
+    try:
+        return load_device_key(path).record_ok, ""
+    except DeviceKeyError as exc:
+        return None, str(exc)
+
+
+def check_evidence(
+    store: Store, signature_ok: SignatureCheck | None, why_unchecked: str = ""
+) -> Check:
+    """Chain links, hashes, signatures and outbox, recomputed over every record."""
+    from sync.evidence import audit_evidence
+
+    report = audit_evidence(store, signature_ok)
+    if report.problems:
+        fix = (
+            "records were changed outside the kiosk: stop it, keep the database as evidence, "
+            "tell the county (kiosk recover --from-platform restores the platform's copy)"
+        )
+        return Check("local evidence", Level.FAIL, "; ".join(report.problems), fix, True)
+    detail = f"{report.records} records, chain to seq {report.head_seq} intact"
+    if signature_ok is None:
+        return Check("local evidence", Level.WARN, f"{detail}; signatures not checked: "
+                     f"{why_unchecked}", "run doctor as root (the device key is 0600)")  # fmt: skip
+    return Check("local evidence", Level.OK, f"{detail}, every signature verifies")
+
+
 def run_checks(config: KioskConfig, data_dir: Path, open_store: Callable[[], Store]) -> list[Check]:
     checks = [
         Check("config", Level.OK, f"site {config.site.point_id}, device {config.device.device_id}")
@@ -225,5 +259,6 @@ def run_checks(config: KioskConfig, data_dir: Path, open_store: Callable[[], Sto
     checks += check_platform(config, dt.datetime.now(dt.UTC))
     if store is not None:
         checks.append(check_outbox(store, dt.datetime.now(config.site.tz)))
+        checks.append(check_evidence(store, *device_signature_check(data_dir)))
         store.close()
     return checks

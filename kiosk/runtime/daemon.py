@@ -162,6 +162,8 @@ class Daemon:
         # spoken prompts; never blocks a check-in
         self.services.speaker = start_speech(self.services, self.stop)
         self._start_face()
+        # Chain, signatures and outbox re-checked at start and every minute (health shows it).
+        self.services.checkin.start_evidence_checks(self.stop)
         self.sync, why_not = start_sync(self.services)
         self.services.sync_state = self.sync.runner.state if self.sync else None
         self.services.sync_off_reason = why_not

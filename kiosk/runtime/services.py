@@ -139,6 +139,7 @@ class KioskServices:
             problems.append("数据上传失败，记录已保存在本机")
         if rejected:
             problems.append(f"{rejected} 条记录被平台退回，请联系管理员")
+        problems += self.checkin.evidence_problems()  # chain, signatures, outbox (issue 12)
         status: OverallStatus = "error" if not db.writable else ("degraded" if problems else "ok")
         return Health(
             status=status,

@@ -212,8 +212,8 @@ def test_unique_constraint_is_enforced_by_the_database(services: KioskServices) 
         with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
             conn.execute(
                 "INSERT INTO meal_record (record_id, seq, device_id, elder_id, service, slot,"
-                " service_date, checked_in_at, method, flags, prev_hash, hash)"
-                " VALUES ('x', 99, 'd', ?, ?, ?, ?, 't', 'card', '', 'p', 'h')",
+                " service_date, checked_in_at, method, flags, prev_hash, hash, signature)"
+                " VALUES ('x', 99, 'd', ?, ?, ?, ?, 't', 'card', '', 'p', 'h', 's')",
                 (row[0], row[1], row[3], row[2]),
             )
     finally:

@@ -26,6 +26,11 @@ from tests.conftest import REPO, TZ
 NOW = dt.datetime(2026, 12, 2, 11, 30, tzinfo=TZ)
 
 
+def fake_signer(record_hash: str) -> str:
+    """Stands in for the device key (models/ only stores what the signer returns)."""
+    return "t:" + record_hash
+
+
 def add_elder(store: Store, elder_id: str = "E1") -> None:
     with store.write() as s:
         s.add(Elder(elder_id=elder_id, name="王秀英", updated_at=NOW))
@@ -34,7 +39,7 @@ def add_elder(store: Store, elder_id: str = "E1") -> None:
 def append(store: Store, elder_id: str = "E1", slot: str = "lunch", day: int = 2) -> MealRecord:
     with store.write() as s:
         return append_record(
-            s, device_id="d1", elder_id=elder_id, service="meal", slot=slot,
+            s, signer=fake_signer, device_id="d1", elder_id=elder_id, service="meal", slot=slot,
             service_date=dt.date(2026, 12, day), checked_in_at=NOW, method="card", flags="",
         )  # fmt: skip
 
@@ -50,7 +55,7 @@ def test_every_connection_has_the_kiosk_pragmas(store: Store) -> None:
 
 
 def test_migrations_reach_head_and_match_the_models(store: Store) -> None:
-    assert store.schema_revision() == head_revision() == "0003"
+    assert store.schema_revision() == head_revision() == "0004"
     with store._reader.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -59,7 +64,7 @@ def test_migrations_reach_head_and_match_the_models(store: Store) -> None:
 def test_upgrade_is_idempotent(tmp_path: Path) -> None:
     open_store(tmp_path).close()
     store = open_store(tmp_path)  # second start: nothing to do, nothing lost
-    assert store.schema_revision() == "0003"
+    assert store.schema_revision() == "0004"
     store.close()
 
 
@@ -141,7 +146,7 @@ def test_committed_record_survives_sigkill(tmp_path: Path) -> None:
             s.add(Elder(elder_id="E1", name="x", updated_at=now))
         for day in range(1, 21):
             with store.write() as s:
-                r = append_record(s, device_id="d", elder_id="E1", service="meal", slot="lunch",
+                r = append_record(s, signer=lambda h: "t:" + h, device_id="d", elder_id="E1", service="meal", slot="lunch",
                     service_date=dt.date(2026, 12, day), checked_in_at=now, method="card", flags="")
             print(r.record_id, flush=True)
         os.kill(os.getpid(), 9)
