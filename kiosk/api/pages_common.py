@@ -18,11 +18,12 @@ from kiosk.touchscreen.web_auth import (
     CSRF_HEADER,
     SESSION_COOKIE,
     CaregiverSession,
+    SessionBook,
     Signer,
     csrf_ok,
     load_or_create_secret,
     new_csrf_token,
-    read_session,
+    session_id,
 )
 
 TEMPLATES = Jinja2Templates(directory=TEMPLATES_DIR)
@@ -47,8 +48,24 @@ def get_signer(request: Request) -> Signer:
 SignerDep = Annotated[Signer, Depends(get_signer)]
 
 
+def get_sessions(request: Request) -> SessionBook:
+    state = request.app.state
+    with _signer_lock:
+        sessions = getattr(state, "sessions", None)
+        if sessions is None:
+            sessions = state.sessions = SessionBook()
+    return sessions
+
+
 def current_caregiver(request: Request) -> CaregiverSession | None:
-    return read_session(get_signer(request), request.cookies.get(SESSION_COOKIE))
+    """The live session named by the cookie: server-side, so logout, removal and a PIN change
+    end it at once."""
+    sid = session_id(get_signer(request), request.cookies.get(SESSION_COOKIE))
+    if sid is None:
+        return None
+    from kiosk.api.routers.caregiver import get_book  # the router owns the book
+
+    return get_sessions(request).find(sid, get_book(request).session_state)
 
 
 class NeedsCaregiver(HTTPException):
@@ -82,8 +99,13 @@ async def read_form(request: Request) -> dict[str, str]:
             data = json.loads(body or b"{}")
         except ValueError:
             raise HTTPException(400, "invalid JSON") from None
+        except RecursionError:  # nested thousands deep: hostile, not a form
+            raise HTTPException(400, "JSON nested too deeply; expected flat key/value") from None
         if not isinstance(data, dict):
             raise HTTPException(400, "expected a JSON object")
+        nested = sorted(str(k) for k, v in data.items() if isinstance(v, dict | list))
+        if nested:
+            raise HTTPException(400, f"expected plain values, got objects or lists: {nested[:5]}")
         return {str(k): "" if v is None else str(v) for k, v in data.items()}
     parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
     return {k: v[-1] for k, v in parsed.items()}
@@ -93,7 +115,8 @@ async def checked_form(request: Request) -> dict[str, str]:
     """The form of a state-changing request, after the CSRF check (403 if it fails)."""
     form = await read_form(request)
     submitted = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
-    if not csrf_ok(get_signer(request), request.cookies.get(CSRF_COOKIE), submitted):
+    session = current_caregiver(request)
+    if not csrf_ok(get_signer(request), request.cookies.get(CSRF_COOKIE), submitted, session):
         raise HTTPException(403, "CSRF token missing or invalid; reload the page")
     return form
 

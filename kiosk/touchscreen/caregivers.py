@@ -2,8 +2,10 @@
 
 A caregiver signs in on the touchscreen by choosing her name and typing her PIN. Failed PINs
 are counted in the database (they survive a restart); after `ui.pin_max_failures` in a row she
-is locked for `ui.pin_lock_minutes`. Independently, one screen may try at most
-`CLIENT_ATTEMPTS` PINs per minute, whoever it names, so guessing across caregivers is slow too.
+is locked for `ui.pin_lock_minutes`. An attempt is counted *before* its PIN is checked, in one
+write transaction, so concurrent guesses cannot exceed the limit. Independently, one screen may
+try at most `CLIENT_ATTEMPTS` PINs per minute, whoever it names, so guessing across caregivers
+is slow too.
 Every failure and lock is an audit event.
 """
 
@@ -76,6 +78,7 @@ class SignIn:
     caregiver_id: str | None = None
     name: str | None = None
     locked_until: dt.datetime | None = None
+    pin_hash: str | None = None  # on success: what the session is bound to (PIN change ends it)
 
 
 class CaregiverBook:
@@ -173,36 +176,74 @@ class CaregiverBook:
             q.append(now)
             return True
 
+    def session_state(self, caregiver_id: str) -> tuple[bool, str] | None:
+        """(active, PIN hash) now, from the database: what a live session is checked against."""
+        with self.store.read() as s:
+            row = s.get(Caregiver, caregiver_id)
+            return None if row is None else (bool(row.active), row.pin_hash)
+
     def sign_in(self, caregiver_id: str, pin: str, client: str = "local") -> SignIn:
         if not self._client_allowed(client):
             return SignIn(False, "尝试次数太多，请一分钟后再试")
         now = self.clock()
-        with self.store.read() as s:
-            row = s.get(Caregiver, caregiver_id)
-        if row is None or not row.active:
+        claimed = self._claim(caregiver_id, now)
+        if isinstance(claimed, SignIn):
+            return claimed
+        if claimed is None:
             verify_pin(pin, _DUMMY_HASH)
             return SignIn(False, "请先选择护理员")
-        if row.locked_until is not None and row.locked_until > now:
-            return SignIn(
-                False,
-                f"密码错误次数太多，已锁定到 {row.locked_until.astimezone(now.tzinfo):%H:%M}",
-                locked_until=row.locked_until,
-            )
-        good = verify_pin(pin, row.pin_hash)
+        attempt, pin_hash = claimed
+        good = verify_pin(pin, pin_hash)
+        return self._settle(caregiver_id, client, now, attempt, pin_hash, good)
+
+    def _claim(self, caregiver_id: str, now: dt.datetime) -> SignIn | tuple[int, str] | None:
+        """Count an attempt before its PIN is checked, in one write transaction: concurrent
+        guesses are serialised by the writer lock, so at most `pin_max_failures` PINs are ever
+        checked before the lock, however many arrive at once (and across processes).
+        (attempt number, PIN hash), a refusal, or None for no such active caregiver."""
+        claimed: tuple[int, str] | None
+        with self.store.write() as s:
+            row = s.get(Caregiver, caregiver_id)
+            if row is None or not row.active:
+                claimed = None
+            elif row.locked_until is not None and row.locked_until > now:
+                return self._locked_message(row.locked_until, now)
+            elif row.failed_attempts >= self.ui.pin_max_failures:
+                # Attempts in flight (or cut short by a crash) have used up the allowance:
+                # lock now, without checking this PIN.
+                row.locked_until = now + dt.timedelta(minutes=self.ui.pin_lock_minutes)
+                row.failed_attempts = 0
+                s.add(AuditEvent(at=now, kind="pin_locked", detail=_json(id=caregiver_id)))
+                return self._locked_message(row.locked_until, now)
+            else:
+                row.failed_attempts += 1
+                claimed = (row.failed_attempts, row.pin_hash)
+        return claimed
+
+    def _settle(
+        self,
+        caregiver_id: str,
+        client: str,
+        now: dt.datetime,
+        attempt: int,
+        pin_hash: str,
+        good: bool,
+    ) -> SignIn:
         with self.store.write() as s:
             row = self._get(s, caregiver_id)
-            if good:
+            if good and row.pin_hash == pin_hash:
                 row.failed_attempts, row.locked_until = 0, None
-                return SignIn(True, f"{row.name}，已登录", row.caregiver_id, row.name)
-            row.failed_attempts += 1
-            left = self.ui.pin_max_failures - row.failed_attempts
+                return SignIn(
+                    True, f"{row.name}，已登录", row.caregiver_id, row.name, None, pin_hash
+                )
             s.add(
                 AuditEvent(
                     at=now,
                     kind="pin_failed",
-                    detail=_json(id=caregiver_id, client=client, n=row.failed_attempts),
+                    detail=_json(id=caregiver_id, client=client, n=attempt),
                 )
             )
+            left = self.ui.pin_max_failures - attempt
             if left <= 0:
                 row.locked_until = now + dt.timedelta(minutes=self.ui.pin_lock_minutes)
                 row.failed_attempts = 0
@@ -213,6 +254,14 @@ class CaregiverBook:
                     locked_until=row.locked_until,
                 )
             return SignIn(False, f"密码不对，还可以试 {left} 次")
+
+    @staticmethod
+    def _locked_message(locked_until: dt.datetime, now: dt.datetime) -> SignIn:
+        return SignIn(
+            False,
+            f"密码错误次数太多，已锁定到 {locked_until.astimezone(now.tzinfo):%H:%M}",
+            locked_until=locked_until,
+        )
 
 
 def _json(**fields: object) -> str:

@@ -8,9 +8,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from kiosk.api.pages_common import CheckedForm, get_signer, render, set_cookie
+from kiosk.api.pages_common import CheckedForm, get_sessions, get_signer, render, set_cookie
 from kiosk.touchscreen.caregivers import CaregiverBook
-from kiosk.touchscreen.web_auth import SESSION_COOKIE, session_token
+from kiosk.touchscreen.web_auth import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    csrf_nonce,
+    session_id,
+    session_token,
+)
 
 router = APIRouter(tags=["caregiver"])
 _book_lock = threading.Lock()
@@ -75,12 +81,20 @@ def login(request: Request, form: CheckedForm) -> Response:
             return JSONResponse(body, status_code=429 if result.locked_until else 401)
         return _login_page(request, next_url, result.message, caregiver_id, status=401)
     services = request.app.state.services
-    token = session_token(
-        get_signer(request),
+    signer = get_signer(request)
+    sessions = get_sessions(request)
+    old = session_id(signer, request.cookies.get(SESSION_COOKIE))
+    if old is not None:
+        sessions.close(old)  # a new sign-in replaces this browser's session
+    session = sessions.open(
         result.caregiver_id or "",
         result.name or "",
+        result.pin_hash or "",
+        # checked_form has verified this cookie: the session accepts only this CSRF token
+        csrf_nonce(signer, request.cookies.get(CSRF_COOKIE)) or "",
         services.config.ui.session_minutes,
     )
+    token = session_token(signer, session)
     response: Response
     if _wants_json(request):
         response = JSONResponse({"ok": True, "caregiver_id": result.caregiver_id})
@@ -91,7 +105,10 @@ def login(request: Request, form: CheckedForm) -> Response:
 
 
 @router.post("/caregiver/logout")
-def logout(form: CheckedForm) -> Response:
+def logout(request: Request, form: CheckedForm) -> Response:
+    sid = session_id(get_signer(request), request.cookies.get(SESSION_COOKIE))
+    if sid is not None:
+        get_sessions(request).close(sid)  # server-side: a copied cookie dies with it
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
