@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import models.books  # noqa: F401  (registers the books' tables on Base.metadata)
 from models.tables import Base
 
 engine = context.config.attributes["engine"]

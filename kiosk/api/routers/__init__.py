@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from kiosk.api.pages_common import NeedsCaregiver, login_redirect_url
-from kiosk.api.routers import caregiver, enrol, manual, missing, notices, safety
+from kiosk.api.routers import books, caregiver, enrol, manual, missing, notices, safety
 
 ROUTERS = [
     missing.router,
@@ -15,6 +15,7 @@ ROUTERS = [
     notices.router,
     safety.router,  # safety ledgers (安监台账) and the check-in status bar
     enrol.router,  # face enrolment and card binding
+    books.router,  # the village's books (开支、捐赠、伙食费、健康证、巡查) and their 公示
 ]
 
 

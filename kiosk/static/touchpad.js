@@ -1,0 +1,108 @@
+// On-screen pads for forms on a terminal without a keyboard: digits, dates, pick lists, and the
+// pinyin-initial letter pad for choosing an elder. A USB keyboard still works (inputmode=none
+// only keeps a virtual keyboard away).
+"use strict";
+
+const pad = document.getElementById("touchpad");
+
+function button(label, onClick, cls = "btn") {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = cls;
+  b.textContent = label;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function formatDate(digits) {
+  const d = digits.slice(0, 8);
+  if (d.length <= 4) return d;
+  if (d.length <= 6) return `${d.slice(0, 4)}-${d.slice(4)}`;
+  return `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6)}`;
+}
+
+function openPad(input) {
+  pad.replaceChildren();
+  pad.hidden = false;
+  const kind = input.dataset.pad;
+  const title = document.createElement("div");
+  title.className = "pad-title";
+  title.textContent = input.closest(".form-row").querySelector("label").textContent;
+  pad.append(title);
+  const shown = document.createElement("div");
+  shown.className = "pad-value";
+  shown.textContent = input.value;
+  pad.append(shown);
+  const set = (value) => { input.value = value; shown.textContent = value; };
+  const grid = document.createElement("div");
+  grid.className = kind === "pick" ? "pad-choices" : "pad-keys";
+  if (kind === "pick") {
+    for (const choice of JSON.parse(input.dataset.choices || "[]")) {
+      grid.append(button(choice, () => { set(choice); closePad(); }, "btn pad-choice"));
+    }
+  } else {
+    if (kind === "date") {
+      grid.append(button("今天", () => set(input.dataset.today), "btn pad-key"));
+      grid.append(button("昨天", () => set(input.dataset.yesterday), "btn pad-key"));
+    }
+    const keys = kind === "date" ? ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"]
+      : ["1", "2", "3", "4", "5", "6", "7", "8", "9", ".", "0"];
+    for (const key of keys) {
+      grid.append(button(key, () => {
+        if (kind === "date") set(formatDate(input.value.replace(/-/g, "") + key));
+        else set(input.value + key);
+      }, "btn pad-key"));
+    }
+    grid.append(button("⌫", () => {
+      if (kind === "date") set(formatDate(input.value.replace(/-/g, "").slice(0, -1)));
+      else set(input.value.slice(0, -1));
+    }, "btn pad-key"));
+  }
+  pad.append(grid);
+  const row = document.createElement("div");
+  row.className = "pad-actions";
+  row.append(button("清空", () => set(""), "btn"));
+  row.append(button("确定", closePad, "btn btn-primary pad-ok"));
+  pad.append(row);
+}
+
+function closePad() {
+  pad.hidden = true;
+  pad.replaceChildren();
+}
+
+for (const input of document.querySelectorAll("input[data-pad]")) {
+  input.addEventListener("click", () => openPad(input));
+  input.addEventListener("focus", () => openPad(input));
+}
+
+// Rows shown only for some answers of another field (食材种类 only for 食材, ...).
+function applyWhen() {
+  for (const row of document.querySelectorAll(".form-row[data-when]")) {
+    const chosen = document.querySelector(`input[name="${row.dataset.when}"]:checked`);
+    const show = chosen && row.dataset.whenValues.split(",").includes(chosen.value);
+    row.hidden = !show;
+    for (const el of row.querySelectorAll("input")) el.disabled = !show;
+  }
+}
+document.addEventListener("change", applyWhen);
+applyWhen();
+
+// Choosing an elder: letters filter by the first pinyin initial, a tap picks.
+for (const letterPad of document.querySelectorAll(".letter-pad")) {
+  const list = document.getElementById(letterPad.dataset.target);
+  const hidden = letterPad.parentElement.querySelector("input[type=hidden]");
+  letterPad.addEventListener("click", (event) => {
+    const letter = event.target.dataset && event.target.dataset.letter;
+    if (letter === undefined) return;
+    for (const b of list.querySelectorAll(".elder-pick")) {
+      b.hidden = letter !== "" && !(b.dataset.py || "").toUpperCase().startsWith(letter);
+    }
+  });
+  list.addEventListener("click", (event) => {
+    const pick = event.target.closest(".elder-pick");
+    if (!pick) return;
+    hidden.value = pick.dataset.id;
+    for (const b of list.querySelectorAll(".elder-pick")) b.classList.toggle("picked", b === pick);
+  });
+}

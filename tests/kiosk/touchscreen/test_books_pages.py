@@ -1,0 +1,94 @@
+"""The books on the touchscreen: behind the PIN and CSRF, bad input shown and nothing stored,
+corrections, the printable notice and its exports with formulas neutralised."""
+
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+
+import pytest
+from fastapi.testclient import TestClient
+from openpyxl import load_workbook
+
+from kiosk.api.routers.books import books_of
+from kiosk.runtime.services import KioskServices
+from tests.support.ui import sign_in_client
+
+EXPENSE = {
+    "date": "2026-12-01", "category": "食材", "food_type": "蛋", "item": "鸡蛋", "quantity": "10",
+    "unit": "斤", "amount": "45.00", "supplier": "村口小卖部", "buyer": "李秀兰",
+}  # fmt: skip
+
+
+@pytest.fixture
+def client(caregiver_client: TestClient) -> TestClient:
+    return caregiver_client
+
+
+def test_books_need_the_pin_and_csrf(client: TestClient, services: KioskServices) -> None:
+    assert client.get("/books", follow_redirects=False).status_code == 401
+    assert client.post("/books/new/expense", data=EXPENSE).status_code in (401, 403)
+    token = sign_in_client(client, "/books")
+    assert client.post("/books/new/expense", data=EXPENSE).status_code == 403  # no CSRF
+    resp = client.post(
+        "/books/new/expense", data={**EXPENSE, "csrf": token}, follow_redirects=False
+    )
+    assert resp.status_code == 303
+    assert [e.body["item"] for e in books_of(services).effective()] == ["鸡蛋"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("amount", "-3", "不能是负数"),
+        ("amount", "四十", "请填写数字"),
+        ("date", "2027-01-01", "不能晚于今天"),
+        ("supplier", "=cmd|' /C calc'!A0", "不能以 = + - @ 开头"),
+    ],
+)
+def test_bad_input_is_shown_and_nothing_stored(
+    client: TestClient, services: KioskServices, field: str, value: str, message: str
+) -> None:
+    token = sign_in_client(client, "/books")
+    resp = client.post("/books/new/expense", data={**EXPENSE, field: value, "csrf": token})
+    assert resp.status_code == 422
+    assert message in resp.text
+    assert books_of(services).entries() == []
+
+
+def test_correction_and_notice_exports(client: TestClient, services: KioskServices) -> None:
+    token = sign_in_client(client, "/books")
+    client.post("/books/new/expense", data={**EXPENSE, "csrf": token})
+    first = books_of(services).effective()[0]
+    form = client.get(f"/books/{first.entry_id}/correct").text
+    assert f'value="{first.entry_id}"' in form and 'value="45.00"' in form
+    client.post(
+        "/books/new/expense",
+        data={**EXPENSE, "amount": "40.50", "corrects": first.entry_id, "csrf": token},
+    )
+    client.post(
+        "/books/new/donation",
+        data={
+            "date": "2026-12-01",
+            "donor": "@王老板",
+            "donor_type": "个人",
+            "what": "goods",
+            "goods": "大米",
+            "quantity": "50",
+            "unit": "斤",
+            "csrf": token,
+        },
+    )  # fmt: skip  (refused: a formula-like donor name)
+    client.post(
+        "/books/new/donation",
+        data={"date": "2026-12-01", "donor": "王老板", "donor_type": "个人", "what": "money",
+              "amount": "200", "purpose": "改善伙食", "csrf": token},
+    )  # fmt: skip
+    notice = client.get("/notices/books?month=2026-12").text
+    assert 'id="notice-spending">40.50<' in notice and "王老板：200.00 元" in notice
+    book = load_workbook(io.BytesIO(client.get("/notices/books.xlsx?month=2026-12").content))
+    cells = [c.value for row in book.active.iter_rows() for c in row if c.value is not None]
+    assert Decimal("40.50") in cells and Decimal("45.00") not in cells
+    assert not any(isinstance(v, str) and v.startswith("=") for v in cells)
+    csv_text = client.get("/notices/books.csv?month=2026-12").content.decode("utf-8-sig")
+    assert "鸡蛋" in csv_text and "40.50" in csv_text
