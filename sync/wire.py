@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -32,7 +32,7 @@ __all__ = [
     "link_hash",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION: Final = 1
 HEX64 = r"^[0-9a-f]{64}$"
 # Records are short (about 600 bytes of JSON); these bounds only stop absurd payloads.
 MAX_BATCH = 5000
@@ -99,6 +99,9 @@ class BatchResult(Wire):
     duplicate: list[str]
     rejected: list[Rejection]
     server_time: AwareDatetime
+    # The platform's Ed25519 signature over receipt_message(): the kiosk may mark a record
+    # uploaded (and its outbox row deletable) only with this receipt for it (issue 12.7).
+    receipt: str | None = Field(default=None, max_length=128)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -122,6 +125,40 @@ class CheckpointResult(Wire):
     status: Literal["ok", "conflict"]
     detail: str = ""
     server_time: AwareDatetime
+    # For "ok": the platform's signature over checkpoint_ack_message(); the kiosk keeps the
+    # newest and refuses to record on a chain shorter than it (rolled back, issue 12.8).
+    ack: str | None = Field(default=None, max_length=128)
+
+
+class AckedCheckpoint(Wire):
+    """GET /v1/checkpoints/last: the newest checkpoint of this device the platform accepted."""
+
+    device_id: str
+    seq: int = Field(ge=0)
+    head_hash: str = Field(pattern=HEX64)
+    server_time: AwareDatetime
+    ack: str = Field(min_length=1, max_length=128)
+
+
+class HeldRecord(Wire):
+    """One record as the platform holds it: the canonical body it verified, and the chain."""
+
+    seq: int = Field(ge=1)
+    record_id: str
+    body: str  # canonical_bytes() of the chained fields, as the platform stored them
+    prev_hash: str = Field(pattern=HEX64)
+    hash: str = Field(pattern=HEX64)
+    signature: str = Field(min_length=1, max_length=128)
+
+
+class HeldRecords(Wire):
+    """GET /v1/records/mine?after_seq=N: the platform's copy of this device's records, for
+    `kiosk recover --from-platform`, with a receipt over the ids like a batch answer."""
+
+    device_id: str
+    records: list[HeldRecord]
+    server_time: AwareDatetime
+    receipt: str = Field(min_length=1, max_length=128)
 
 
 # ----------------------------------------------------------------------------- reconciliation
@@ -303,6 +340,27 @@ def record_message(record_hash: str) -> bytes:
 def checkpoint_message(device_id: str, seq: int, head_hash: str, made_at: dt.datetime) -> bytes:
     stamp = made_at.isoformat(timespec="microseconds")
     return f"haolinju-checkpoint-v1\n{device_id}\n{seq}\n{head_hash}\n{stamp}".encode()
+
+
+def enrolment_message(device_id: str, point_id: str, code: str) -> bytes:
+    """What a terminal signs to prove it holds the key it enrols (a repeated enrolment needs it)."""
+    return f"haolinju-enrolment-v1\n{device_id}\n{point_id}\n{code}".encode()
+
+
+def receipt_message(device_id: str, server_time: dt.datetime, record_ids: list[str]) -> bytes:
+    """What the platform signs when it acknowledges records: it holds exactly these ids."""
+    stamp = server_time.isoformat(timespec="microseconds")
+    return f"haolinju-receipt-v1\n{device_id}\n{stamp}\n".encode() + "\n".join(
+        sorted(record_ids)
+    ).encode("ascii")
+
+
+def checkpoint_ack_message(
+    device_id: str, seq: int, head_hash: str, server_time: dt.datetime
+) -> bytes:
+    """What the platform signs when it accepts a checkpoint: this device's chain reached seq."""
+    stamp = server_time.isoformat(timespec="microseconds")
+    return f"haolinju-checkpoint-ack-v1\n{device_id}\n{seq}\n{head_hash}\n{stamp}".encode()
 
 
 def roster_message(payload_text: str) -> bytes:

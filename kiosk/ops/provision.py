@@ -1,15 +1,19 @@
 """`kiosk provision`: register a terminal with the county platform, once, safely twice.
 
-Generates the device's Ed25519 signing key, registers its public key with the platform (which
+Generates the device's Ed25519 signing key, registers its public key with the platform using a
+one-time enrolment code that the township operator issued for this meal point (the platform
 answers with the device's bearer token), and stores key and token as 0600 files in the
 credentials directory that systemd's LoadCredential= reads. Running it again on a provisioned
-terminal changes nothing and prints the same summary.
+terminal changes nothing and prints the same summary. If the platform's answer was lost, running
+it again with the same code gets the token (the request proves it holds the key). The code is
+read from a file or stdin, never from the command line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from base64 import b64decode
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +21,12 @@ from pathlib import Path
 import httpx
 
 from sync.signing import load_or_generate_device_key
+from sync.wire import b64encode, enrolment_message
 
 KEY_NAME = "device-key"
 TOKEN_NAME = "device-token"
 TIMEOUT_S = 15.0
+MAX_CODE_LEN = 256
 
 
 class ProvisionError(Exception):
@@ -54,8 +60,31 @@ def _write_secret(path: Path, text: str) -> None:
     partial.replace(path)
 
 
+def read_code(source: str) -> str:
+    """The enrolment code from a file, or stdin for "-": never from argv, where `ps` shows it."""
+    if source == "-":
+        text = sys.stdin.readline()
+    else:
+        try:
+            lines = Path(source).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProvisionError(f"cannot read the enrolment code from {source}: {exc}") from None
+        text = lines[0] if lines else ""
+    code = text.strip()
+    if not code or len(code) > MAX_CODE_LEN:
+        raise ProvisionError(f"no enrolment code in {'stdin' if source == '-' else source}")
+    return code
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("detail", ""))[:200]
+    except (ValueError, AttributeError):
+        return resp.text[:200]
+
+
 def provision(
-    platform: str, device_id: str, point_id: str, operator_token: str, credentials_dir: Path
+    platform: str, device_id: str, point_id: str, enrolment_code: str, credentials_dir: Path
 ) -> Provisioned:
     credentials_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key_path, token_path = credentials_dir / KEY_NAME, credentials_dir / TOKEN_NAME
@@ -69,22 +98,31 @@ def provision(
     if token_path.exists() and token_path.read_text().strip():
         return result  # already provisioned: nothing to do, nothing overwritten
 
+    code = enrolment_code.strip()
+    if not code.isascii() or not code.isprintable():
+        raise ProvisionError("the enrolment code has characters that cannot be one")
+    # Proof that this terminal holds the key it enrols: lets a retry after a lost answer succeed.
+    proof = b64encode(key.private.sign(enrolment_message(device_id, point_id, code)))
     try:
         resp = httpx.post(
             f"{platform.rstrip('/')}/v1/devices",
             json={"device_id": device_id, "point_id": point_id, "public_key": key.public_key_b64},
-            headers={"Authorization": f"Bearer {operator_token}"},
+            headers={"Authorization": f"Bearer {code}", "X-Device-Proof": proof},
             timeout=TIMEOUT_S,
         )
     except httpx.HTTPError as exc:
         raise ProvisionError(f"cannot reach the platform at {platform}: {exc}") from None
+    detail = _detail(resp)
     if resp.status_code == 409:
         raise ProvisionError(
-            f"the platform already has a device {device_id} with another key; this terminal has "
-            f"no token for it. Ask the county to retire {device_id}, or use a new device id."
+            f"the platform refused: {detail}. If {device_id} was enrolled before with another "
+            f"key, ask the township operator to re-key or retire it, or use a new device id."
         )
     if resp.status_code in (401, 403):
-        raise ProvisionError("the platform refused the provisioning token (check --token)")
+        raise ProvisionError(
+            f"the platform refused the enrolment code: {detail}. Ask the township operator for "
+            f"a new code for meal point {point_id}."
+        )
     if resp.status_code != 201:
         raise ProvisionError(f"registration failed: HTTP {resp.status_code}: {resp.text[:200]}")
     try:

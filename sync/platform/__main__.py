@@ -1,46 +1,162 @@
-"""`python -m sync.platform --db URL --port N`: run the reference county platform under uvicorn."""
+"""`python -m sync.platform [serve] --db URL --port N`: run the reference county platform.
+
+Administrative subcommands talk to a running platform over HTTP; every secret (the
+administrator's bootstrap token, an operator's token) is read from a file or stdin ("-"),
+never from the command line where `ps` shows it:
+
+  python -m sync.platform serve --db URL --key platform.key --admin-token-file admin.tok
+  python -m sync.platform create-operator --platform URL --token-file admin.tok \
+      --name li --township 城关镇
+  python -m sync.platform create-point --platform URL --token-file admin.tok \
+      --point ZY-01 --township 城关镇
+  python -m sync.platform issue-code --platform URL --token-file op.tok --point ZY-01
+  python -m sync.platform retire --platform URL --token-file op.tok --device D --reason stolen
+  python -m sync.platform rekey --platform URL --token-file op.tok --device D --reason "new SD"
+  python -m sync.platform alerts --platform URL --token-file op.tok [--device D]
+  python -m sync.platform verify --platform URL --token-file admin.tok
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-import uvicorn
+import httpx
 
-from sync.platform.app import create_platform_app
-from sync.platform.keys import load_or_create_platform_key
-from sync.wire import b64encode
+from sync.platform.admin_client import AdminClient, AdminError
+from sync.platform.credentials import SecretSourceError, read_secret
+
+SECRET_FLAGS = ("--admin-token", "--token", "--code")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sync.platform", description=__doc__)
-    parser.add_argument("--db", default="sqlite:///platform.db", help="SQLAlchemy URL")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8900)
-    parser.add_argument("--key", type=Path, default=Path("platform.key"), help="Ed25519 PEM")
-    parser.add_argument(
-        "--admin-token",
-        default=os.environ.get("PLATFORM_ADMIN_TOKEN"),
-        help="operator bearer token (or PLATFORM_ADMIN_TOKEN)",
-    )
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sync.platform.app import create_platform_app
+    from sync.platform.keys import load_or_create_platform_key
+    from sync.platform.state import Limits
+    from sync.wire import b64encode
+
     log = logging.getLogger("sync.platform")
-    if not args.admin_token:
-        parser.error("an operator token is required: --admin-token or PLATFORM_ADMIN_TOKEN")
+    admin_token = read_secret(args.admin_token_file) if args.admin_token_file else None
     key = load_or_create_platform_key(args.key)
     log.info(
         "platform public key (give it to the kiosks): %s",
         b64encode(key.public_key().public_bytes_raw()),
     )
-    app = create_platform_app(args.db, key, args.admin_token)
+    limits = Limits(verify_interval_s=args.verify_interval)
+    app = create_platform_app(args.db, key, admin_token, limits=limits)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+def _client(args: argparse.Namespace) -> AdminClient:
+    http = httpx.Client(base_url=args.platform.rstrip("/"), timeout=30)
+    return AdminClient(http, read_secret(args.token_file))
+
+
+def _print(value: object) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _create_point(args: argparse.Namespace) -> object:
+    _client(args).create_point(args.point, args.township, args.point_name)
+    return {"point_id": args.point, "township": args.township}
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], object]] = {
+    "create-operator": lambda a: {
+        "name": a.name,
+        "token": _client(a).create_operator(a.name, a.township),
+        "note": "shown once: hand it to the operator and keep it in a 0600 file",
+    },
+    "create-point": _create_point,
+    "issue-code": lambda a: {"point_id": a.point, "code": _client(a).issue_code(a.point, a.ttl)},
+    "retire": lambda a: _client(a).retire(a.device, a.reason),
+    "rekey": lambda a: {"device_id": a.device, "code": _client(a).rekey(a.device, a.reason)},
+    "alerts": lambda a: _client(a).alerts(device_id=a.device, point_id=a.point),
+    "verify": lambda a: _client(a).verify(),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sync.platform",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the platform under uvicorn (the default)")
+    serve.add_argument("--db", default="sqlite:///platform.db", help="SQLAlchemy URL")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8900)
+    serve.add_argument("--key", type=Path, default=Path("platform.key"), help="Ed25519 PEM")
+    serve.add_argument(
+        "--admin-token-file",
+        help="file (or - for stdin) with the county administrator's bootstrap token",
+    )
+    serve.add_argument(
+        "--verify-interval", type=float, default=300.0,
+        help="seconds between completeness sweeps (0: off)",
+    )  # fmt: skip
+    serve.add_argument("--log-level", default=argparse.SUPPRESS)
+    for name in COMMANDS:
+        p = sub.add_parser(name)
+        p.add_argument("--platform", required=True, help="platform base URL")
+        p.add_argument("--token-file", required=True, help="your token: a file, or - for stdin")
+        if name == "create-operator":
+            p.add_argument("--name", required=True)
+            p.add_argument("--township", required=True)
+        if name in ("create-point", "issue-code", "alerts"):
+            p.add_argument("--point", required=name != "alerts")
+        if name == "create-point":
+            p.add_argument("--township", required=True)
+            p.add_argument("--name", dest="point_name", default="")
+        if name == "issue-code":
+            p.add_argument("--ttl", type=float, default=24, help="hours the code stays valid")
+        if name in ("retire", "rekey", "alerts"):
+            p.add_argument("--device", required=name != "alerts")
+        if name in ("retire", "rekey"):
+            p.add_argument("--reason", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for arg in argv:
+        if arg.split("=", 1)[0] in SECRET_FLAGS:
+            _err(
+                f"{arg.split('=', 1)[0]} is not accepted: secrets on the command line are visible "
+                "to every user in `ps`. Use --admin-token-file / --token-file (a 0600 file, or - "
+                "for stdin)."
+            )
+            return 2
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["serve", *argv]  # `python -m sync.platform --db ...` as before
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        _print(COMMANDS[args.command](args))
+    except SecretSourceError as exc:
+        _err(f"error: {exc}")
+        return 2
+    except (AdminError, httpx.HTTPError) as exc:
+        _err(f"error: {exc}")
+        return 1
     return 0
 
 

@@ -17,14 +17,18 @@ writer), so checks and inserts of one device never interleave.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import zoneinfo
 from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sync.platform.tables import Alert, CheckpointRow, Device, Record
+from sync.platform.state import Limits
+from sync.platform.tables import Alert, CheckpointRow, Device, DeviceKeyRow, MealPoint, Record
 from sync.wire import (
     GENESIS_HASH,
     BatchResult,
@@ -42,11 +46,15 @@ from sync.wire import (
 
 log = logging.getLogger(__name__)
 
+# Seqs are stored as 32-bit integers on PostgreSQL: two billion records per device.
+MAX_SEQ = 2**31 - 1
+DEFAULT_ZONE = "Asia/Shanghai"
 # SQLite allows 32766 bound parameters; stay well below when looking up a batch's neighbours.
 IN_CHUNK = 5000
+T = TypeVar("T")
 
 
-def _chunks(values: list, size: int = IN_CHUNK) -> Iterable[list]:
+def _chunks(values: list[T], size: int = IN_CHUNK) -> Iterable[list[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
@@ -55,39 +63,72 @@ def _stamp(now: dt.datetime) -> str:
     return now.isoformat(timespec="microseconds")
 
 
-def _alert(
+def raise_alert(
     session: Session,
-    device_id: str,
+    device: Device,
     now: dt.datetime,
     kind: str,
     detail: str,
     seq: int | None = None,
     record_id: str | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> None:
-    log.warning("ALERT device %s %s seq=%s: %s", device_id, kind, seq, detail)
+    """Store an alert for the auditor, with its evidence (JSON) for the console."""
+    log.warning("ALERT device %s %s seq=%s: %s", device.device_id, kind, seq, detail)
     session.add(
         Alert(
-            device_id=device_id,
+            device_id=device.device_id,
+            point_id=device.point_id,
             at=_stamp(now),
             kind=kind,
             seq=seq,
             record_id=record_id,
             detail=detail,
+            evidence=json.dumps(evidence or {}, ensure_ascii=False, sort_keys=True),
         )
     )
+
+
+def device_keys(session: Session, device: Device) -> list[tuple[int, int | None, Ed25519PublicKey]]:
+    """(from_seq, until_seq, key) for every key the device has had; the current one last."""
+    rows = session.scalars(
+        select(DeviceKeyRow)
+        .where(DeviceKeyRow.device_id == device.device_id)
+        .order_by(DeviceKeyRow.from_seq)
+    ).all()
+    keys = [(r.from_seq, r.until_seq, public_key_from_b64(r.public_key)) for r in rows]
+    return keys or [(1, None, public_key_from_b64(device.public_key))]
+
+
+def site_zone(session: Session, point_id: str) -> zoneinfo.ZoneInfo:
+    point = session.get(MealPoint, point_id)
+    try:
+        return zoneinfo.ZoneInfo(point.timezone if point is not None else DEFAULT_ZONE)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo(DEFAULT_ZONE)
 
 
 class BatchIngest:
     """One batch of one device, checked against what the platform already holds."""
 
-    def __init__(self, session: Session, device: Device, now: dt.datetime) -> None:
+    def __init__(
+        self, session: Session, device: Device, now: dt.datetime, limits: Limits | None = None
+    ) -> None:
         self.session = session
         self.device = device
         self.now = now
-        self.key: Ed25519PublicKey = public_key_from_b64(device.public_key)
+        self.limits = limits or Limits()
+        self.keys = device_keys(session, device)
+        self.zone = site_zone(session, device.point_id)
+
+    def key_for(self, seq: int) -> Ed25519PublicKey | None:
+        for start, until, key in self.keys:
+            if start <= seq and (until is None or seq <= until):
+                return key
+        return None
 
     def run(self, batch: RecordBatch) -> BatchResult:
-        records = sorted(batch.records, key=lambda r: r.seq)
+        records, twins = self._one_per_id(batch.records)
         ids = [r.record_id for r in records]
         seqs = sorted({s for r in records for s in (r.seq - 1, r.seq, r.seq + 1)})
         by_id: dict[str, Record] = {}
@@ -99,23 +140,25 @@ class BatchIngest:
         by_seq: dict[int, Record] = {}
         checkpoints: dict[int, set[str]] = {}
         dev = self.device.device_id
-        for chunk in _chunks(seqs):
+        for seq_chunk in _chunks(seqs):
             by_seq.update(
                 (r.seq, r)
                 for r in self.session.scalars(
-                    select(Record).where(Record.device_id == dev, Record.seq.in_(chunk))
+                    select(Record).where(Record.device_id == dev, Record.seq.in_(seq_chunk))
                 )
             )
             for cp in self.session.scalars(
                 select(CheckpointRow).where(
-                    CheckpointRow.device_id == dev, CheckpointRow.seq.in_(chunk)
+                    CheckpointRow.device_id == dev, CheckpointRow.seq.in_(seq_chunk)
                 )
             ):
                 checkpoints.setdefault(cp.seq, set()).add(cp.head_hash)
 
         accepted: list[str] = []
         duplicate: list[str] = []
-        rejected: list[Rejection] = []
+        rejected: list[Rejection] = [
+            Rejection(record_id=rid, reason=reason) for rid, reason in twins.items()
+        ]
         for rec in records:
             body = canonical_bytes(rec.chained()).decode()
             outcome = self._check(rec, body, by_id, by_seq, checkpoints)
@@ -141,11 +184,48 @@ class BatchIngest:
                 by_id[rec.record_id] = row
                 by_seq[rec.seq] = row
                 accepted.append(rec.record_id)
+                self.device.held_count = (self.device.held_count or 0) + 1
             else:
                 rejected.append(Rejection(record_id=rec.record_id, reason=outcome))
         return BatchResult(
             accepted=accepted, duplicate=duplicate, rejected=rejected, server_time=self.now
         )
+
+    def _one_per_id(self, records: Iterable[WireRecord]) -> tuple[list[WireRecord], dict[str, str]]:
+        """Each record_id once: identical copies collapse into one; an id sent twice with
+        different content is rejected as a whole (neither copy stored), with an alert."""
+        first: dict[str, WireRecord] = {}
+        twins: dict[str, str] = {}
+        for rec in records:
+            seen = first.get(rec.record_id)
+            if seen is None:
+                first[rec.record_id] = rec
+            elif seen != rec and rec.record_id not in twins:
+                reason = "record_id appears twice in the batch with different content"
+                raise_alert(
+                    self.session, self.device, self.now, "id_reuse", reason, rec.seq, rec.record_id
+                )
+                twins[rec.record_id] = f"id_reuse: {reason}"
+        kept = [r for rid, r in first.items() if rid not in twins]
+        return sorted(kept, key=lambda r: r.seq), twins
+
+    def _implausible_date(self, rec: WireRecord) -> str | None:
+        """Why the record's dates cannot be a real meal, or None (issue 12, point 5)."""
+        local_day = rec.checked_in_at.astimezone(self.zone).date()
+        if rec.service_date != local_day:
+            return (
+                f"service_date {rec.service_date} differs from the check-in date {local_day} "
+                f"({self.zone.key})"
+            )
+        today = self.now.astimezone(self.zone).date()
+        if rec.service_date < self.limits.earliest_service_date:
+            return (
+                f"service_date {rec.service_date} is before the programme "
+                f"({self.limits.earliest_service_date})"
+            )
+        if rec.service_date > today + dt.timedelta(days=self.limits.max_days_ahead):
+            return f"service_date {rec.service_date} is in the future (platform date {today})"
+        return None
 
     def _check(  # noqa: PLR0911 — one return per check reads as the list of checks
         self,
@@ -159,7 +239,7 @@ class BatchIngest:
         dev = self.device.device_id
 
         def reject(kind: str, reason: str) -> str:
-            _alert(self.session, dev, self.now, kind, reason, rec.seq, rec.record_id)
+            raise_alert(self.session, self.device, self.now, kind, reason, rec.seq, rec.record_id)
             return f"{kind}: {reason}"
 
         if rec.device_id != dev:
@@ -171,8 +251,12 @@ class BatchIngest:
             return reject("id_reuse", "record_id already stored with different content")
         if rec.computed_hash() != rec.hash:
             return reject("edited", "content does not match its hash")
-        if not verify(self.key, record_message(rec.hash), rec.signature):
+        key = self.key_for(rec.seq)
+        if key is None or not verify(key, record_message(rec.hash), rec.signature):
             return reject("forged", "signature does not verify with the device key")
+        implausible = self._implausible_date(rec)
+        if implausible:
+            return reject("implausible_date", implausible)
         holder = by_seq.get(rec.seq)
         if holder is not None:
             return reject("fork", f"seq {rec.seq} is already held by record {holder.record_id}")
@@ -194,7 +278,9 @@ class BatchIngest:
             return reject("checkpoint_conflict", "hash contradicts a signed checkpoint")
         if prev is None and rec.seq > 1:
             # Accepted: the predecessor may come later; the auditor sees the hole meanwhile.
-            _alert(self.session, dev, self.now, "gap", f"seq {rec.seq - 1} not held", rec.seq)
+            raise_alert(
+                self.session, self.device, self.now, "gap", f"seq {rec.seq - 1} not held", rec.seq
+            )
         return None
 
 
@@ -207,7 +293,7 @@ def store_checkpoint(
     if cp.device_id != dev or not verify(
         key, checkpoint_message(cp.device_id, cp.seq, cp.head_hash, cp.made_at), cp.signature
     ):
-        _alert(session, dev, now, "forged", "checkpoint signature does not verify", cp.seq)
+        raise_alert(session, device, now, "forged", "checkpoint signature does not verify", cp.seq)
         return None
     last = session.scalars(
         select(CheckpointRow)
@@ -245,6 +331,6 @@ def store_checkpoint(
     )
     if problems:
         detail = "; ".join(problems)
-        _alert(session, dev, now, "checkpoint_conflict", detail, cp.seq)
+        raise_alert(session, device, now, "checkpoint_conflict", detail, cp.seq)
         return CheckpointResult(status="conflict", detail=detail, server_time=now)
     return CheckpointResult(status="ok", server_time=now)

@@ -32,6 +32,91 @@ class Device(PlatformBase):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     public_key: Mapped[str] = mapped_column(String(64))  # base64 raw Ed25519
     registered_at: Mapped[str] = mapped_column(String(40))
+    # "active" or "retired"; a retired device's token and key are refused from then on.
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    # The enrolment code (its SHA-256) that registered the current key, for retry and audit.
+    enrolled_with: Mapped[str | None] = mapped_column(String(64))
+    # First time the device authenticated with its token; until then a lost registration
+    # answer may be retried with the same code and key (issue 12, point 2).
+    first_seen_at: Mapped[str | None] = mapped_column(String(40))
+    # Completeness bookkeeping: every seq 1..contiguous_seq has been held at some point, and
+    # held_count records were ever accepted. Fewer rows than that means rows were deleted.
+    contiguous_seq: Mapped[int] = mapped_column(Integer, default=0)
+    held_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DeviceKeyRow(PlatformBase):
+    """Every key a device has had: records with seq in [from_seq, until_seq] verify with it."""
+
+    __tablename__ = "device_key"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("device.device_id"), index=True)
+    public_key: Mapped[str] = mapped_column(String(64))
+    from_seq: Mapped[int] = mapped_column(Integer)
+    until_seq: Mapped[int | None] = mapped_column(Integer)  # None: the current key
+    added_at: Mapped[str] = mapped_column(String(40))
+    retired_at: Mapped[str | None] = mapped_column(String(40))
+
+
+class MealPoint(PlatformBase):
+    """A meal point (助餐点) as registered by the county, in one township."""
+
+    __tablename__ = "meal_point"
+
+    point_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    township: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    created_at: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class Credential(PlatformBase):
+    """A person's credential on the platform: county administrator or township operator.
+
+    Only the SHA-256 of the token is kept; the token is shown once when created."""
+
+    __tablename__ = "credential"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # "admin" | "operator"
+    township: Mapped[str | None] = mapped_column(String(64))  # operators only
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(64))
+    disabled_at: Mapped[str | None] = mapped_column(String(40))
+
+
+class EnrolmentCode(PlatformBase):
+    """A one-time code that lets one terminal register at one meal point (or re-key one device)."""
+
+    __tablename__ = "enrolment_code"
+
+    code_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    point_id: Mapped[str] = mapped_column(ForeignKey("meal_point.point_id"), index=True)
+    device_id: Mapped[str | None] = mapped_column(String(64))  # set: a re-key code for it
+    issued_by: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[str] = mapped_column(String(40))
+    expires_at: Mapped[str] = mapped_column(String(40))
+    used_at: Mapped[str | None] = mapped_column(String(40))
+    used_by_device: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditEvent(PlatformBase):
+    """Who did what on the platform: credentials, points, codes, enrolments, retirements,
+    re-keys, roster publications. Append-only: no route edits or deletes these rows."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(64))  # credential name, or "device:<id>"
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    point_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 class Record(PlatformBase):
@@ -72,17 +157,22 @@ class CheckpointRow(PlatformBase):
 
 
 class Alert(PlatformBase):
-    """Something a county auditor must look at: gap, edit, fork, forgery, id reuse."""
+    """Something a county auditor must look at: gap, edit, fork, forgery, id reuse, hole.
+
+    `evidence` is JSON the console shows (the checkpoint that commits to missing records, the
+    missing seqs, the conflicting hashes...)."""
 
     __tablename__ = "alert"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(64), index=True)
+    point_id: Mapped[str | None] = mapped_column(String(64), index=True)
     at: Mapped[str] = mapped_column(String(40))
     kind: Mapped[str] = mapped_column(String(32))
     seq: Mapped[int | None] = mapped_column(Integer)
     record_id: Mapped[str | None] = mapped_column(String(36))
     detail: Mapped[str] = mapped_column(Text, default="")
+    evidence: Mapped[str] = mapped_column(Text, default="{}")
 
 
 class RosterEntry(PlatformBase):

@@ -25,9 +25,10 @@ def test_locked_database_answers_503_with_retry_after(tmp_path: Path) -> None:
             # Shorten the wait so the test does not sit out the 10 s busy timeout.
             with app.state.engine.connect() as conn:
                 conn.connection.driver_connection.execute("PRAGMA busy_timeout=100")
+            # Authentication only reads; registering a meal point must write.
             resp = client.post(
-                "/v1/devices",
-                json={"device_id": "d1", "point_id": "p1", "public_key": "A" * 43 + "="},
+                "/v1/admin/points",
+                json={"point_id": "p1", "township": "t1"},
                 headers={"Authorization": "Bearer operator"},
             )
     finally:

@@ -1,0 +1,1 @@
+"""The platform's routes, one module per domain; app.py includes them all."""
