@@ -132,6 +132,31 @@ class Outbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     uploaded_at: Mapped[dt.datetime | None] = mapped_column(AwareDateTime(), index=True)
     rejected_reason: Mapped[str | None] = mapped_column(Text)
+    # The platform's receipt naming this record: uploaded_at may only be set with it (trigger
+    # outbox_ack_needs_receipt, migration 0006), and the receipt's signature is checked.
+    receipt_id: Mapped[int | None] = mapped_column(ForeignKey("platform_receipt.id"))
+
+
+class PlatformReceipt(Base):
+    """A platform-signed acknowledgement, kept as received; append-only (triggers).
+
+    kind "batch": the platform holds `record_ids` (a batch answer, or `recovery` for records
+    restored from the platform's copy); "checkpoint": it accepted the chain up to (`seq`,
+    `head_hash`); "legacy": stands for every acknowledgement made before migration 0005 (no
+    signature; covers records up to `seq`)."""
+
+    __tablename__ = "platform_receipt"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # batch | recovery | checkpoint | legacy
+    device_id: Mapped[str] = mapped_column(String(64))
+    server_time: Mapped[str] = mapped_column(String(40))  # exactly as signed
+    record_ids: Mapped[str] = mapped_column(Text, default="[]")  # JSON, sorted
+    seq: Mapped[int | None] = mapped_column(Integer, index=True)
+    head_hash: Mapped[str | None] = mapped_column(String(64))
+    signature: Mapped[str | None] = mapped_column(String(128))
+    received_at: Mapped[dt.datetime] = mapped_column(AwareDateTime())
 
 
 class FaceTemplate(Base):

@@ -10,6 +10,7 @@ cheap whole-table counts), and health shows the result.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterable
@@ -21,7 +22,8 @@ from sqlalchemy import func, select
 from models.chain import GENESIS_HASH, SignatureCheck, verify_chain
 from models.db import Store
 from models.records import legacy_until_seq
-from models.tables import MealRecord, Outbox
+from models.tables import MealRecord, Outbox, PlatformReceipt
+from sync.signing import PlatformVerifier
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +114,67 @@ def verify_records(
     return good_seq, good_hash, _listed("chain", faults)
 
 
-def audit_evidence(store: Store, signature_ok: SignatureCheck | None) -> EvidenceReport:
+def receipt_problems(
+    store: Store, platform: PlatformVerifier | None, known_good: set[int] | None = None
+) -> list[str]:
+    """Every outbox row marked uploaded must rest on a platform receipt that names it and whose
+    signature verifies with the platform key (`known_good`: receipt ids verified earlier)."""
+    good = known_good if known_good is not None else set()
+    bad: list[str] = []
+    forged_ids: set[int] = set()
+    covers: dict[int, tuple[str, set[str], int | None]] = {}
+    with store.read() as s:
+        receipts = s.scalars(select(PlatformReceipt).order_by(PlatformReceipt.id)).all()
+        uploaded = s.execute(
+            select(Outbox.record_id, Outbox.receipt_id, MealRecord.seq)
+            .join(MealRecord, MealRecord.record_id == Outbox.record_id)
+            .where(Outbox.uploaded_at.is_not(None))
+        ).all()
+    first_batch = min((r.id for r in receipts if r.kind != "legacy"), default=None)
+    for r in receipts:
+        ids = set(json.loads(r.record_ids or "[]"))
+        covers[r.id] = (r.kind, ids, r.seq)
+        if r.kind == "legacy":
+            if first_batch is not None and r.id > first_batch:
+                bad.append(f"receipt {r.id}: a legacy receipt made after signed ones (forged)")
+                forged_ids.add(r.id)
+            continue
+        if r.id in good or platform is None:
+            continue
+        if r.kind == "checkpoint":
+            ok = bool(r.signature) and platform.checkpoint_ack_ok(
+                r.device_id, r.seq or 0, r.head_hash or "", r.server_time, r.signature or ""
+            )
+        else:
+            ok = bool(r.signature) and platform.receipt_ok(
+                r.device_id, r.server_time, sorted(ids), r.signature or ""
+            )
+        if ok:
+            good.add(r.id)
+        else:
+            bad.append(f"receipt {r.id} ({r.kind}) does not verify with the platform key")
+            forged_ids.add(r.id)
+    orphans: list[str] = []
+    for record_id, receipt_id, seq in uploaded:
+        cover = covers.get(receipt_id) if receipt_id is not None else None
+        if cover is None:
+            orphans.append(f"seq {seq} marked uploaded without a receipt")
+            continue
+        kind, ids, upto = cover
+        named = seq <= (upto or 0) if kind == "legacy" else record_id in ids
+        if not named:
+            orphans.append(f"seq {seq} marked uploaded by receipt {receipt_id}, which omits it")
+        elif receipt_id in forged_ids:
+            orphans.append(f"seq {seq} marked uploaded by forged receipt {receipt_id}")
+    return _listed("receipts", bad) + _listed("outbox", orphans)
+
+
+def audit_evidence(
+    store: Store, signature_ok: SignatureCheck | None, platform: PlatformVerifier | None = None
+) -> EvidenceReport:
     """Everything, from the first record (kiosk doctor)."""
     count, head, problems = structure_problems(store)
+    problems += receipt_problems(store, platform)
     good_seq, _, faults = verify_records(store, signature_ok)
     return EvidenceReport(
         records=count,
@@ -131,13 +191,16 @@ class EvidenceMonitor:
 
     store: Store
     signature_ok: SignatureCheck | None
+    platform: PlatformVerifier | None = None
     report: EvidenceReport = field(default_factory=EvidenceReport)
+    _good_receipts: set[int] = field(default_factory=set)
     _verified: tuple[int, str] = (0, GENESIS_HASH)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self) -> EvidenceReport:
         with self._lock:
             count, head, problems = structure_problems(self.store)
+            problems += receipt_problems(self.store, self.platform, self._good_receipts)
             seq, head_hash = self._verified
             if head < seq:
                 seq, head_hash = 0, GENESIS_HASH  # records vanished: start over

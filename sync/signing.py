@@ -23,8 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from sync.wire import (
     b64encode,
+    checkpoint_ack_message,
     checkpoint_message,
     public_key_from_b64,
+    receipt_message,
     record_message,
     roster_message,
     verify,
@@ -148,3 +150,18 @@ class PlatformVerifier:
 
     def roster_ok(self, payload_text: str, signature_b64: str) -> bool:
         return verify(self.public_key, roster_message(payload_text), signature_b64)
+
+    def receipt_ok(
+        self, device_id: str, server_time: str, record_ids: list[str], signature_b64: str
+    ) -> bool:
+        """A batch receipt: the platform holds exactly `record_ids` of this device."""
+        at = dt.datetime.fromisoformat(server_time)
+        return verify(self.public_key, receipt_message(device_id, at, record_ids), signature_b64)
+
+    def checkpoint_ack_ok(
+        self, device_id: str, seq: int, head_hash: str, server_time: str, signature_b64: str
+    ) -> bool:
+        """A checkpoint ack: the platform accepted this device's chain up to (seq, head)."""
+        at = dt.datetime.fromisoformat(server_time)
+        message = checkpoint_ack_message(device_id, seq, head_hash, at)
+        return verify(self.public_key, message, signature_b64)

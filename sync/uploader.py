@@ -27,7 +27,7 @@ from sqlalchemy import func, select, update
 
 from models.db import Store
 from models.records import legacy_until_seq
-from models.tables import AuditEvent, MealRecord, Outbox
+from models.tables import AuditEvent, MealRecord, Outbox, PlatformReceipt
 from sync.client import PlatformClient, PlatformError
 from sync.signing import DeviceKey
 from sync.wire import BatchResult, RecordBatch, WireRecord
@@ -178,11 +178,33 @@ class Uploader:
         answered = set(acked) | {r.record_id for r in result.rejected}
         unanswered = ids - answered
         with self.store.write() as session:
+            receipt_id = None
+            if acked:
+                # The platform's signed receipt for exactly these ids: the only thing that lets
+                # the database mark them uploaded (trigger outbox_ack_needs_receipt).
+                receipt = PlatformReceipt(
+                    kind="batch",
+                    device_id=self.device_id,
+                    server_time=result.server_time.isoformat(timespec="microseconds"),
+                    record_ids=json.dumps(sorted(acked)),
+                    signature=result.receipt,
+                    received_at=now,
+                )
+                session.add(receipt)
+                session.flush()
+                receipt_id = receipt.id
+                if result.receipt is None:
+                    log.warning("the platform's answer carries no receipt signature")
             for chunk in _chunks(acked):
                 session.execute(
                     update(Outbox)
                     .where(Outbox.record_id.in_(chunk), Outbox.uploaded_at.is_(None))
-                    .values(uploaded_at=now, attempts=Outbox.attempts + 1, last_error=None)
+                    .values(
+                        uploaded_at=now,
+                        receipt_id=receipt_id,
+                        attempts=Outbox.attempts + 1,
+                        last_error=None,
+                    )
                 )
             for rej in result.rejected:
                 session.execute(

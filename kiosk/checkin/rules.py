@@ -32,6 +32,7 @@ from models.db import Store
 from models.records import RecordSigner, append_record
 from models.tables import AuditEvent, Card, Elder, MealRecord
 from sync.evidence import EvidenceMonitor, EvidenceReport
+from sync.signing import PlatformVerifier
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,17 @@ def _filesystem_state(path: Path) -> tuple[int | None, bool]:
     return st.f_bavail * st.f_frsize, bool(st.f_flag & os.ST_RDONLY)
 
 
+def platform_verifier(config: KioskConfig) -> PlatformVerifier | None:
+    """The platform's key (platform.public_key) that signs receipts and checkpoint acks."""
+    if not config.platform.public_key:
+        return None
+    try:
+        return PlatformVerifier.from_b64(config.platform.public_key)
+    except ValueError as exc:
+        log.error("platform.public_key unusable, receipts cannot be checked: %s", exc)
+        return None
+
+
 class CheckinService:
     def __init__(
         self,
@@ -180,7 +192,7 @@ class CheckinService:
         # Why records cannot be signed (device key unusable), for health and doctor.
         self.signing_problem: str | None = None
         # The chain, signatures and outbox re-checked (check_evidence); health shows the report.
-        self.evidence = EvidenceMonitor(store, signature_check)
+        self.evidence = EvidenceMonitor(store, signature_check, platform_verifier(config))
         self._clock = clock or (lambda: dt.datetime.now(config.site.tz))
         # Set by the daemon from kiosk.runtime.timesync: records made on a clock known to be
         # wrong say so.

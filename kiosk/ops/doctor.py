@@ -24,6 +24,7 @@ from kiosk.ops.storage import StoreDamagedError
 from models.chain import SignatureCheck
 from models.db import Store
 from models.tables import MealRecord, Outbox
+from sync.signing import PlatformVerifier
 
 LOW_DISK_BYTES = 200 * 1024 * 1024
 CLOCK_OFFSET_WARN_S = 60.0
@@ -225,12 +226,15 @@ def device_signature_check(data_dir: Path) -> tuple[SignatureCheck | None, str]:
 
 
 def check_evidence(
-    store: Store, signature_ok: SignatureCheck | None, why_unchecked: str = ""
+    store: Store,
+    signature_ok: SignatureCheck | None,
+    why_unchecked: str = "",
+    platform: PlatformVerifier | None = None,
 ) -> Check:
-    """Chain links, hashes, signatures and outbox, recomputed over every record."""
+    """Chain links, hashes, signatures, outbox and platform receipts, over every record."""
     from sync.evidence import audit_evidence
 
-    report = audit_evidence(store, signature_ok)
+    report = audit_evidence(store, signature_ok, platform)
     if report.problems:
         fix = (
             "records were changed outside the kiosk: stop it, keep the database as evidence, "
@@ -259,6 +263,9 @@ def run_checks(config: KioskConfig, data_dir: Path, open_store: Callable[[], Sto
     checks += check_platform(config, dt.datetime.now(dt.UTC))
     if store is not None:
         checks.append(check_outbox(store, dt.datetime.now(config.site.tz)))
-        checks.append(check_evidence(store, *device_signature_check(data_dir)))
+        from kiosk.checkin.rules import platform_verifier
+
+        signature_ok, why = device_signature_check(data_dir)
+        checks.append(check_evidence(store, signature_ok, why, platform_verifier(config)))
         store.close()
     return checks

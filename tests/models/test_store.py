@@ -21,6 +21,7 @@ from models.db import Store
 from models.migrate import head_revision
 from models.records import append_record, uuid7
 from models.tables import Base, Elder, MealRecord, row_to_dict
+from tests.models.old_release import old_release_records
 from tests.conftest import REPO, TZ
 
 NOW = dt.datetime(2026, 12, 2, 11, 30, tzinfo=TZ)
@@ -55,7 +56,7 @@ def test_every_connection_has_the_kiosk_pragmas(store: Store) -> None:
 
 
 def test_migrations_reach_head_and_match_the_models(store: Store) -> None:
-    assert store.schema_revision() == head_revision() == "0004"
+    assert store.schema_revision() == head_revision() == "0006"
     with store._reader.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -64,7 +65,7 @@ def test_migrations_reach_head_and_match_the_models(store: Store) -> None:
 def test_upgrade_is_idempotent(tmp_path: Path) -> None:
     open_store(tmp_path).close()
     store = open_store(tmp_path)  # second start: nothing to do, nothing lost
-    assert store.schema_revision() == "0004"
+    assert store.schema_revision() == "0006"
     store.close()
 
 
@@ -184,7 +185,7 @@ def test_upgrade_from_the_first_released_schema_keeps_records_and_backs_up(
             " VALUES ('E1', '王秀英', '', '', '', 'WXY', 'active', 1, ?)",
             (NOW.isoformat(),),
         )
-    add_records = [append(store, day=d) for d in (1, 2)]
+    old_ids = old_release_records(store.db_path, [1, 2], NOW)
     store.close()
 
     migrated = open_store(tmp_path)
@@ -192,7 +193,7 @@ def test_upgrade_from_the_first_released_schema_keeps_records_and_backs_up(
         assert migrated.schema_revision() == head_revision() != "0001"
         with migrated.read() as s:
             rows = [row_to_dict(r) for r in s.scalars(select(MealRecord).order_by(MealRecord.seq))]
-        assert [r["record_id"] for r in rows] == [r.record_id for r in add_records]
+        assert [r["record_id"] for r in rows] == old_ids
         assert verify_chain(rows) == []
     finally:
         migrated.close()

@@ -19,6 +19,7 @@ from models.roster import apply_rows
 from sync.client import PlatformClient
 from sync.signing import DeviceKey, record_signing_key
 from sync.uploader import Uploader
+from sync.wire import BatchResult
 from tests.support.config import BASE_CONFIG
 from tests.support.platform import Platform
 from tests.support.roster import Clock, elder_row
@@ -44,17 +45,28 @@ class Terminal:
             CheckinRequest(Method.CARD, card_uid=f"{0xA0000000 + n:08X}")
         )
 
+    def uploader_apply(self, result: BatchResult, ids: list[str]) -> None:
+        """Store a platform answer exactly as the uploader does after a batch."""
+        up = Uploader(self.services.store, None, self.key, self.device_id)  # type: ignore[arg-type]
+        up._apply(result, set(ids), seqs=(1, 1))
+
     def uploader(self, platform: Platform) -> Uploader:
         assert self.token is not None
         client = PlatformClient(platform.url, self.token)
         return Uploader(self.services.store, client, self.key, self.device_id)
 
 
-def make_terminal(tmp_path: Path, platform: Platform | None = None) -> Terminal:
+def make_terminal(
+    tmp_path: Path, platform: Platform | None = None, platform_key: str | None = None
+) -> Terminal:
     """A kiosk (in-process services, simulated reader) with 20 elders; registered on
-    `platform` under a fresh device id when given."""
+    `platform` under a fresh device id when given; trusting `platform_key` (base64) for
+    receipts and checkpoint acks."""
     device_id = "sec-" + uuid.uuid4().hex[:10]
-    config = parse_config(BASE_CONFIG.replace("test-terminal", device_id))
+    text = BASE_CONFIG.replace("test-terminal", device_id)
+    if platform_key:
+        text += f"platform: {{public_key: {platform_key}}}\n"
+    config = parse_config(text)
     data = tmp_path / "data"
     store = open_store(data)
     clock = Clock(dt.datetime(2026, 12, 2, 11, 30, tzinfo=elder_tz()))
