@@ -1,14 +1,12 @@
-"""Face enrolment and card binding on the touchscreen (caregiver session; CSRF on every POST).
+"""Face enrolment on the touchscreen (caregiver session; CSRF on every POST).
 
 GET  /enrol?q=&elder_id=&mode=face|card   choose an elder (search like manual check-in), then
                                           enrol a face or bind a card
-GET  /api/camera/snapshot.jpg             the newest camera frame as JPEG, for the live preview:
-                                          encoded in memory, never written anywhere
 GET  /api/enrol/quality                   the enrolment photo gates on the newest frame: a hint
 POST /api/enrol                           elder_id, consent=yes, consent_ref -> typed result
-GET  /api/card-binding                    the binding window: armed? for whom? last result
-POST /api/card-binding                    elder_id: the next tap of an unbound card binds it
-POST /api/card-binding/cancel
+
+The page's live preview is camera.py (/api/camera/snapshot.jpg); its card mode talks to
+card_binding.py (/api/card-binding).
 """
 
 from __future__ import annotations
@@ -19,11 +17,11 @@ from typing import Any
 
 import cv2
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from kiosk.api.deps import ServicesDep
 from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
-from kiosk.api.routers.manual import search_elders
+from kiosk.api.routers.elders import search_elders
 from kiosk.face.enrol import Enrolled, Enroller, EnrolRefusal
 from kiosk.touchscreen.masking import mask_id_number
 from models.tables import AuditEvent, Elder
@@ -43,7 +41,6 @@ HINTS = {  # what the preview says, shortly, for each photo gate
     EnrolRefusal.TOO_DARK: "太暗了，请开灯或换个亮处",
     EnrolRefusal.TOO_BRIGHT: "太亮了，请避开强光",
 }
-JPEG_QUALITY = 70
 _enroller_lock = threading.Lock()
 _quality_lock = threading.Lock()
 
@@ -115,21 +112,6 @@ def enrol_page(
     )
 
 
-@router.get("/api/camera/snapshot.jpg")
-def camera_snapshot(services: ServicesDep, caregiver: CaregiverDep) -> Response:
-    if services.camera is None:
-        raise HTTPException(404, "no camera configured")
-    latest = services.camera.latest()
-    if latest is None:
-        raise HTTPException(503, "no frame yet")
-    ok, jpeg = cv2.imencode(".jpg", latest[0], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise HTTPException(500, "could not encode the frame")
-    return Response(
-        jpeg.tobytes(), media_type="image/jpeg", headers={"Cache-Control": "no-store, private"}
-    )
-
-
 @router.get("/api/enrol/quality")
 def enrol_quality(
     request: Request, services: ServicesDep, caregiver: CaregiverDep
@@ -194,44 +176,3 @@ def enrol_face(
     with services.store.write() as s:
         s.add(AuditEvent(at=now, kind=kind, detail=json.dumps(detail)))
     return JSONResponse(body)
-
-
-def _binding_state(services: Any) -> dict[str, Any]:
-    now = services.now()
-    binding = services.card_binding
-    pending = binding.pending(now)
-    last = binding.last.as_event() if binding.last is not None else None
-    if pending is None:
-        return {"armed": False, "last": last}
-    return {
-        "armed": True,
-        "elder_id": pending.elder_id,
-        "elder_name": pending.elder_name,
-        "seconds_left": max(0, int((pending.expires_at - now).total_seconds())),
-        "last": last,
-    }
-
-
-@router.get("/api/card-binding")
-def card_binding_state(services: ServicesDep, caregiver: CaregiverDep) -> dict[str, Any]:
-    return _binding_state(services)
-
-
-@router.post("/api/card-binding")
-def card_binding_arm(
-    services: ServicesDep, caregiver: CaregiverDep, form: CheckedForm
-) -> dict[str, Any]:
-    pending = services.card_binding.arm(
-        services.store, form.get("elder_id", ""), caregiver.caregiver_id, services.now()
-    )
-    if pending is None:
-        raise HTTPException(422, "花名册中没有这位老人")
-    return _binding_state(services)
-
-
-@router.post("/api/card-binding/cancel")
-def card_binding_cancel(
-    services: ServicesDep, caregiver: CaregiverDep, form: CheckedForm
-) -> dict[str, Any]:
-    services.card_binding.cancel()
-    return _binding_state(services)

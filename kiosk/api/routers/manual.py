@@ -1,4 +1,4 @@
-"""Manual check-in by a caregiver: GET/POST /manual (page), /api/elders, /api/manual-checkin.
+"""Manual check-in by a caregiver: GET/POST /manual (page) and POST /api/manual-checkin.
 
 For a forgotten card, a face that is not recognised, or a bedridden elder whose meal is carried
 to him (送餐). Needs the caregiver session; recorded as method `manual` with her id and the
@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from sqlalchemy import or_, select
 
 from kiosk.api.deps import ServicesDep
 from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
+from kiosk.api.routers.elders import search_elders
 from kiosk.checkin.rules import CheckinRequest, CheckinResult, Method
-from kiosk.touchscreen.masking import mask_id_number
-from models.tables import Elder
 
 router = APIRouter(tags=["manual"])
 
@@ -29,36 +27,6 @@ REASONS = {
     "device_fault": "设备故障",
     "other": "其他",
 }
-MAX_RESULTS = 20
-
-
-def search_elders(services: Any, q: str) -> list[dict[str, Any]]:
-    q = q.strip()
-    if not q:
-        return []
-    like = q.replace("\\", "").replace("%", "").replace("_", "")
-    with services.store.read() as s:
-        rows = s.scalars(
-            select(Elder)
-            .where(
-                or_(
-                    Elder.name.contains(like),
-                    Elder.pinyin_initials.startswith(like.upper()),
-                )
-            )
-            .order_by(Elder.pinyin_initials, Elder.name)
-            .limit(MAX_RESULTS)
-        ).all()
-    return [
-        {
-            "elder_id": e.elder_id,
-            "name": e.name,
-            "id_number": mask_id_number(e.id_number_masked),
-            "group": e.group_name,
-            "status": e.status,
-        }
-        for e in rows
-    ]
 
 
 def _check_in(services: Any, caregiver_id: str, elder_id: str, reason: str) -> CheckinResult:
@@ -95,13 +63,6 @@ def manual_submit(
         {"q": "", "elders": [], "reasons": REASONS, "result": result, "page": "manual"},
         status_code=200,
     )
-
-
-@router.get("/api/elders")
-def api_search(
-    services: ServicesDep, caregiver: CaregiverDep, q: str = Query(min_length=1, max_length=32)
-) -> list[dict[str, Any]]:
-    return search_elders(services, q)
 
 
 @router.post("/api/manual-checkin")

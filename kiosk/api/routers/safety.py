@@ -1,10 +1,9 @@
-"""Safety ledgers (安监台账) on the touchscreen, and the check-in view's status bar.
+"""Safety ledgers (安监台账) on the touchscreen (the status bar's reminders: statusbar.py).
 
 GET /safety                  overview: today's 留样, this week's inspection, buttons   (session)
 GET/POST /safety/sample      today's 留样 entry: slot, dishes (from the menu), time       (session)
 GET/POST /safety/inspection  this week's checklist (five items), problems, fixed     (session)
 GET /safety/ledger?month=    the printable monthly 台账 (A4 portrait)                   (everyone)
-GET /api/statusbar           status bar items + gentle reminders for the check-in view  (everyone)
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from kiosk.touchscreen.ledgers import (
     today_status,
 )
 from kiosk.touchscreen.notices import parse_month, week_start, weekly_menu
-from kiosk.touchscreen.statusbar import status_bar
 from models.tables import MealRecord
 
 router = APIRouter(tags=["safety"])
@@ -57,16 +55,6 @@ def _default_slot(services: Any, now: dt.datetime) -> str:
 def _first_slot_start(services: Any) -> dt.time | None:
     slots = _meal_slots(services)
     return slots[0].start if slots else None
-
-
-@router.get("/api/statusbar")
-def api_statusbar(services: ServicesDep) -> dict[str, Any]:
-    now = services.now()
-    try:
-        reminders = today_status(services.store, now, _first_slot_start(services)).reminders
-    except Exception:  # the status bar must show even when the database does not answer
-        reminders = []
-    return status_bar(services.health(), now, reminders)
 
 
 @router.get("/safety", response_class=HTMLResponse)

@@ -1,0 +1,28 @@
+"""GET /api/statusbar: the check-in view's status bar items and gentle reminders (everyone).
+
+Readers, camera, uploads and clock from the kiosk's health; reminders from the safety ledgers
+(today's 留样 not yet logged, this week's inspection due).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from kiosk.api.deps import ServicesDep
+from kiosk.touchscreen.ledgers import today_status
+from kiosk.touchscreen.statusbar import status_bar
+
+router = APIRouter(prefix="/api", tags=["statusbar"])
+
+
+@router.get("/statusbar")
+def api_statusbar(services: ServicesDep) -> dict[str, Any]:
+    now = services.now()
+    first_meal = min((s.start for s in services.config.slots_for("meal")), default=None)
+    try:
+        reminders = today_status(services.store, now, first_meal).reminders
+    except Exception:  # the status bar must show even when the database does not answer
+        reminders = []
+    return status_bar(services.health(), now, reminders)
