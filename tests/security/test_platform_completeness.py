@@ -1,4 +1,4 @@
-# ruff: noqa: F811 — pytest fixtures imported from platform_env are used as parameters
+# ruff: noqa: F401, F811 — pytest fixtures imported from platform_env are used as parameters
 """Issue 12, point 9: rows deleted on the platform side below a signed checkpoint are noticed.
 
 The attack: an insider with access to the platform's database deletes three of a device's
@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import create_engine, text
 
 from sync.wire import b64decode, checkpoint_message
-from tests.security.platform_env import (  # noqa: F401 — fixtures
+from tests.security.platform_env import (
     County,
     Device,
     chain,
