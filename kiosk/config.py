@@ -209,7 +209,9 @@ class FaceConfig(Strict):
     min_margin: float = Field(default=0.08, ge=0.0, lt=1.0)
     min_face_px: int = Field(default=80, ge=40, le=1000)
     detect_scale: float = Field(default=0.75, gt=0.0, le=1.0)
-    liveness: Literal["off", "blink", "blink+turn"] = "off"
+    # parallax: passive, licence-clean (5-point landmarks); blink modes need the 68-point model.
+    liveness: Literal["off", "parallax", "blink", "blink+turn"] = "parallax"
+    liveness_timeout_s: float = Field(default=6.0, ge=1.0, le=60.0)
     card_evidence: Literal["off", "evidence", "require"] = "evidence"
     rearm_after_s: float = Field(default=10.0, ge=1.0, le=3600.0)
 

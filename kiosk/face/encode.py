@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from kiosk.face.detect import FaceBox, Image
 
 Landmarks = dict[str, list[tuple[int, int]]]
+Points5 = list[tuple[float, float]]
 
 
 def encode_face(image_rgb: Image, box: FaceBox, num_jitters: int = 1) -> NDArray[np.float32]:
@@ -20,6 +21,16 @@ def encode_face(image_rgb: Image, box: FaceBox, num_jitters: int = 1) -> NDArray
     from kiosk.face.weights import face_encoding
 
     return np.asarray(face_encoding(image_rgb, box.css(), num_jitters), dtype=np.float32)
+
+
+def encode_face_with_points(
+    image_rgb: Image, box: FaceBox, num_jitters: int = 1
+) -> tuple[NDArray[np.float32], Points5]:
+    """The encoding and the 5 alignment points (two corners of each eye, the nose)."""
+    from kiosk.face.weights import face_encoding_and_points
+
+    encoding, points = face_encoding_and_points(image_rgb, box.css(), num_jitters)
+    return np.asarray(encoding, dtype=np.float32), points
 
 
 def face_landmarks_68(image_rgb: Image, box: FaceBox) -> Landmarks:

@@ -1,21 +1,29 @@
-"""Liveness from 68-point landmarks: a blink, optionally followed by a head turn.
+"""Liveness: is the face in front of the camera a person, or a photo of one?
 
-A photo held up to the camera does not blink. The eye aspect ratio (EAR, Soukupová and Čech,
-2016) is the eye's height over its width from six landmarks; it drops sharply while the eye
-closes. The thresholds are *relative* to the elder's own open-eye EAR (the median of recent
-frames), because the absolute open-eye EAR differs a lot between people: narrow eyes and the
-drooping eyelids of old age would fail an absolute threshold tuned on young Western faces.
+Modes (config.yaml face.liveness):
+
+- `parallax` (default): passive, from natural head motion, using only dlib's 5-point
+  landmarks, which the encoder computes anyway (public domain; kiosk.face.parallax). Nothing
+  is asked of the elder.
+- `blink`, `blink+turn`: from 68-point landmarks, for deployments that have settled that
+  model's licence (below).
+
+Blink: the eye aspect ratio (EAR, Soukupová and Čech, 2016) is the eye's height over its
+width from six landmarks; it drops sharply while the eye closes. The thresholds are *relative*
+to the elder's own open-eye EAR (the median of recent frames), because the absolute open-eye
+EAR differs a lot between people: narrow eyes and the drooping eyelids of old age would fail
+an absolute threshold tuned on young Western faces.
 
 The head turn uses the nose tip's horizontal offset from the midpoint of the eyes, divided by
 the distance between the eyes (so it does not depend on face size), relative to its value when
 the check started (so a camera mounted off-axis does not matter).
 
-Limits (see docs/face.md): a video replayed on a phone blinks; bending a printed photo can
-mimic a blink. This raises the cost of the commonest fraud (a photo), it is not certified
-presentation-attack detection.
+Limits (see docs/face.md): a video replayed on a phone blinks and turns; bending a printed
+photo can mimic a blink. This raises the cost of the commonest fraud (a photo), it is not
+certified presentation-attack detection.
 
-The landmarks come from dlib's shape_predictor_68_face_landmarks, whose training data (iBUG
-300-W) excludes commercial use; see docs/face.md before shipping liveness enabled.
+The 68 landmarks come from dlib's shape_predictor_68_face_landmarks, whose training data
+(iBUG 300-W) excludes commercial use; see docs/face.md before choosing blink or blink+turn.
 """
 
 from __future__ import annotations
@@ -27,12 +35,15 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 
+from kiosk.face.parallax import ParallaxScore, ParallaxWindow
+
 Point = tuple[float, float]
 LandmarkSet = Mapping[str, Sequence[Point]]
 
 
 class LivenessMode(StrEnum):
     OFF = "off"
+    PARALLAX = "parallax"  # 5-point landmarks only: licence-clean, passive
     BLINK = "blink"
     BLINK_TURN = "blink+turn"
 
@@ -116,7 +127,11 @@ class LivenessCheck:
         self.state = (
             LivenessState.PASSED if self.mode == LivenessMode.OFF else LivenessState.PENDING
         )
-        self.detail = "off" if self.mode == LivenessMode.OFF else "waiting for a blink"
+        self.detail = {
+            LivenessMode.OFF: "off",
+            LivenessMode.PARALLAX: "waiting for head motion",
+        }.get(self.mode, "waiting for a blink")
+        self._parallax = ParallaxWindow()
         self._started: float | None = None
         self._open: deque[float] = deque(maxlen=15)
         self._eyes_closed = False
@@ -138,7 +153,9 @@ class LivenessCheck:
         return "pending"
 
     def update(self, landmarks: LandmarkSet | None, now: float | None = None) -> LivenessState:
-        """One frame. `landmarks` None = no face this frame (skipped; the timeout still runs)."""
+        """One frame. `landmarks` None = no face this frame (skipped; the timeout still runs).
+        The parallax mode reads the 5-point set under the key "five"; blink modes the 68-point
+        groups (left_eye, right_eye, nose_bridge)."""
         now = time.monotonic() if now is None else now
         if self.state != LivenessState.PENDING:
             return self.state
@@ -146,11 +163,20 @@ class LivenessCheck:
             self._started = now
         if now - self._started > self.timeout_s:
             self.state = LivenessState.FAILED
-            self.detail = "timeout, no turn" if self._blinked else "timeout, no blink"
+            if self.mode == LivenessMode.PARALLAX:
+                best = self._parallax.best
+                self.detail = "timeout, no head turn" + (f" (best {_fmt(best)})" if best else "")
+            else:
+                self.detail = "timeout, no turn" if self._blinked else "timeout, no blink"
             return self.state
         if landmarks is None:
             return self.state
         self.frames += 1
+        if self.mode == LivenessMode.PARALLAX:
+            score = self._parallax.add(landmarks["five"], now)
+            if score is not None and score.passed:
+                self.state, self.detail = LivenessState.PASSED, f"parallax {_fmt(score)}"
+            return self.state
         if not self._blinked:
             self._feed_blink(mean_ear(landmarks), head_yaw(landmarks))
         else:
@@ -186,3 +212,9 @@ class LivenessCheck:
         }[self.turn]
         if wanted >= self.turn_delta:
             self.state, self.detail = LivenessState.PASSED, "blink+turn"
+
+
+def _fmt(score: ParallaxScore) -> str:
+    return (
+        f"eye ratio {score.ratio_range:.2f}, nose {score.nose_range:.2f}, r {score.correlation:.2f}"
+    )

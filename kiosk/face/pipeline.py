@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kiosk.face.detect import FaceBox, Image, choose_face, detect_faces
-from kiosk.face.encode import Landmarks, encode_face, face_landmarks_68
+from kiosk.face.encode import Landmarks, Points5, encode_face_with_points, face_landmarks_68
 
 # Kiosk defaults for a 640x480 camera with the elder ~0.5-1 m away, where a face is ~90-150 px
 # wide. HOG without upsampling finds faces of ~80 px in the image it sees, so scale 0.75 finds
@@ -47,8 +47,9 @@ class FaceAnalysis:
     faces: list[FaceBox]
     chosen: FaceBox | None
     encoding: NDArray[np.float32] | None
-    landmarks: Landmarks | None = None
+    landmarks: Landmarks | None = None  # 68 points, only when asked for (blink liveness)
     reason: str = ""
+    points5: Points5 | None = None  # the encoder's alignment points (parallax liveness)
     timings: StageTimings = field(default_factory=StageTimings)
 
 
@@ -70,7 +71,7 @@ class FacePipeline:
     def analyze_bgr(self, frame_bgr: Image) -> FaceAnalysis:
         """For OpenCV frames (BGR)."""
         t0 = time.perf_counter()
-        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        rgb = np.asarray(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
         result = self.analyze(rgb)
         result.timings.convert_ms = (time.perf_counter() - t0) * 1000 - result.timings.total_ms
         return result
@@ -86,11 +87,11 @@ class FacePipeline:
         if chosen is None:
             reason = "no face" if not faces else f"face smaller than {self.min_face_px} px"
             return FaceAnalysis(faces, None, None, reason=reason, timings=timings)
-        encoding = encode_face(image_rgb, chosen, self.num_jitters)
+        encoding, points5 = encode_face_with_points(image_rgb, chosen, self.num_jitters)
         t2 = time.perf_counter()
         timings.encode_ms = (t2 - t1) * 1000
         marks = None
         if self.landmarks:
             marks = face_landmarks_68(image_rgb, chosen)
             timings.landmarks_ms = (time.perf_counter() - t2) * 1000
-        return FaceAnalysis(faces, chosen, encoding, marks, timings=timings)
+        return FaceAnalysis(faces, chosen, encoding, marks, timings=timings, points5=points5)

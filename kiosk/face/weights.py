@@ -68,8 +68,17 @@ def face_locations(image: NDArray[np.uint8], upsample: int = 0) -> list[Css]:
 
 def face_encoding(image: NDArray[np.uint8], css: Css, num_jitters: int = 1) -> NDArray[np.float64]:
     """The 128-d ResNet descriptor of the face at `css`, aligned with the 5-point model."""
+    return face_encoding_and_points(image, css, num_jitters)[0]
+
+
+def face_encoding_and_points(
+    image: NDArray[np.uint8], css: Css, num_jitters: int = 1
+) -> tuple[NDArray[np.float64], list[tuple[float, float]]]:
+    """The descriptor and the 5 alignment points it was computed from (eye corners, nose):
+    parallax liveness reads them at no extra cost."""
     shape = shape_predictor_5()(image, _rect(css))
-    return np.array(face_encoder().compute_face_descriptor(image, shape, num_jitters))
+    points = [(float(pt.x), float(pt.y)) for pt in shape.parts()]
+    return np.array(face_encoder().compute_face_descriptor(image, shape, num_jitters)), points
 
 
 def face_landmarks(image: NDArray[np.uint8], css: Css) -> dict[str, list[tuple[int, int]]]:

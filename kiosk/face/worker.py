@@ -1,6 +1,6 @@
 """The face worker thread: camera frames in, face check-ins out.
 
-    camera.wait_newer -> MotionGate -> FacePipeline (detect, encode [, landmarks])
+    camera.wait_newer -> MotionGate -> FacePipeline (detect, encode + 5 points [, 68 points])
         -> FaceMatcher.match -> [LivenessCheck] -> PresenceGuard -> CheckinService.check_in
 
 Only a `Match` can lead to a check-in, and `CheckinService` stays the one place that writes
@@ -14,6 +14,11 @@ The worker sleeps in `wait_newer` and runs nothing heavy while the motion gate i
 nobody is enrolled. Templates are loaded at start and reloaded when the set in the database
 changes (enrolment or consent withdrawal, also from another process such as `kiosk enroll`).
 A heartbeat lets the daemon's self-check tell a hung worker from an idle one.
+
+Liveness (default `parallax`, kiosk.face.parallax) needs a few frames of the face moving. The
+frames of the current visit that came before the first match (the elder walking up, turning
+to the screen) are kept and fed to the check when it starts, so an elder who moved on the way
+in is not made to wait for a second window.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import statistics
 import threading
 import time
 from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +66,7 @@ PROMPT_AFTER_S = 2.0  # an unmatched face this long in view gets "请刷卡"
 # Frames of a face whose nearest elder is the one under a liveness check, this far past the
 # threshold, still feed the check (their landmarks are as good; the identity was decided).
 LIVENESS_SLACK = 0.15
+RECENT_FRAMES = 12  # face frames of the visit kept for the liveness check (> its window)
 
 
 def _finite(value: float) -> float | None:
@@ -113,7 +120,8 @@ class FaceWorker:
         self.pipeline = pipeline or FacePipeline(
             detect_scale=face.detect_scale,
             min_face_px=face.min_face_px,
-            landmarks=self.liveness_mode is not LivenessMode.OFF,
+            # Only blink modes need the 68-point model; parallax uses the encoder's 5 points.
+            landmarks=self.liveness_mode in (LivenessMode.BLINK, LivenessMode.BLINK_TURN),
         )
         self.matcher = FaceMatcher(face.threshold, face.min_margin)
         self.gate = MotionGate()
@@ -128,6 +136,8 @@ class FaceWorker:
         self._visit: _Visit | None = None
         self._live: LivenessCheck | None = None
         self._live_match: Match | None = None
+        # (time, nearest elder, distance, liveness input) of the visit's recent face frames.
+        self._recent: deque[tuple[float, Hashable | None, float, Any]] = deque(maxlen=RECENT_FRAMES)
         self._decision_ms: deque[float] = deque(maxlen=200)
         self._detect_ms: deque[float] = deque(maxlen=200)
         self._encode_ms: deque[float] = deque(maxlen=200)
@@ -240,7 +250,9 @@ class FaceWorker:
         visit = self._visit
         if visit is None or now - visit.last_face > VISIT_GAP_S:
             visit = self._visit = _Visit(started=now, last_face=now)
+            self._recent.clear()
         visit.last_face = now
+        self._recent.append((now, decision.elder_id, decision.distance, self._live_input(analysis)))
         if isinstance(decision, Match):
             visit.matched = True
             result = self._on_match(decision, analysis, now)
@@ -254,6 +266,13 @@ class FaceWorker:
             self._feed_liveness(None, now)
         if self._visit is not None and now - self._visit.last_face > VISIT_GAP_S:
             self._visit = None
+            self._recent.clear()
+
+    def _live_input(self, analysis: FaceAnalysis) -> Any:
+        """What the liveness check reads from one frame (None: nothing usable)."""
+        if self.liveness_mode is LivenessMode.PARALLAX:
+            return None if analysis.points5 is None else {"five": analysis.points5}
+        return analysis.landmarks
 
     def _on_match(self, match: Match, analysis: FaceAnalysis, now: float) -> CheckinResult | None:
         elder = str(match.elder_id)
@@ -265,12 +284,24 @@ class FaceWorker:
             self.guard.observe(elder, now)  # still standing there: keep the guard armed
             return None
         if self._live is None or self._live_match is None or self._live_match.elder_id != elder:
-            self._live = LivenessCheck(self.liveness_mode)
-            self._live.start(now)
+            self._live = LivenessCheck(self.liveness_mode, self.face.liveness_timeout_s)
             self._live_match = match
+            self._prefill_liveness(self._live, match)
         elif match.distance < self._live_match.distance:
             self._live_match = match
-        return self._feed_liveness(analysis.landmarks, now)
+        return self._feed_liveness(self._live_input(analysis), now)
+
+    def _prefill_liveness(self, live: LivenessCheck, match: Match) -> None:
+        """Feed the visit's earlier frames of this face (all but the current one, which the
+        caller feeds): same nearest elder, within the slack of the threshold."""
+        earlier = [
+            (t, marks)
+            for t, elder, distance, marks in list(self._recent)[:-1]
+            if elder == match.elder_id and distance <= self.face.threshold + LIVENESS_SLACK
+        ]
+        live.start(earlier[0][0] if earlier else None)
+        for t, marks in earlier:
+            live.update(marks, t)
 
     def _on_unmatched(
         self, decision: Ambiguous | Unknown, analysis: FaceAnalysis, now: float, visit: _Visit
@@ -281,7 +312,7 @@ class FaceWorker:
             and decision.elder_id == live.elder_id
             and decision.distance <= self.face.threshold + LIVENESS_SLACK
         ):
-            return self._feed_liveness(analysis.landmarks, now)
+            return self._feed_liveness(self._live_input(analysis), now)
         if self._live is not None:
             self._feed_liveness(None, now)
         if visit.matched or visit.prompted or now - visit.started < PROMPT_AFTER_S:

@@ -126,7 +126,7 @@ def test_clip_checks_in_lin_exactly_once_and_nobody_else(
     (row,) = rows
     assert row.distance is not None and row.distance <= 0.45
     assert row.margin is not None and row.margin >= 0.08
-    assert row.liveness == "off"  # the default, for the licence reason in config.yaml
+    assert row.liveness == "parallax"  # the default: passive, licence-clean
     logging.getLogger(__name__).warning("face worker after the clip: %s", face)  # timings
 
 
