@@ -19,12 +19,14 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from sync.wire import (
+    AckedCheckpoint,
     BatchResult,
     Checkpoint,
     CheckpointResult,
     DaySeqs,
     Heartbeat,
     HeartbeatAck,
+    HeldRecords,
     ReconcileReport,
     RecordBatch,
     SignedRoster,
@@ -116,6 +118,20 @@ class PlatformClient:
 
     def post_checkpoint(self, cp: Checkpoint) -> CheckpointResult:
         return self._call("POST", "/v1/checkpoints", CheckpointResult, json=_dump(cp))
+
+    def last_checkpoint(self) -> AckedCheckpoint | None:
+        """The newest checkpoint of ours the platform accepted (signed), None if none yet."""
+        try:
+            return self._call("GET", "/v1/checkpoints/last", AckedCheckpoint)
+        except PlatformError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def held_records(self, after_seq: int, limit: int = 500) -> HeldRecords:
+        """The platform's copy of our records after `after_seq` (for recovery)."""
+        params = {"after_seq": after_seq, "limit": limit}
+        return self._call("GET", "/v1/records/mine", HeldRecords, params=params)
 
     def reconcile(self, date_from: dt.date, date_to: dt.date) -> ReconcileReport:
         params = {"from": date_from.isoformat(), "to": date_to.isoformat()}

@@ -23,6 +23,7 @@ from models.chain import GENESIS_HASH, SignatureCheck, verify_chain
 from models.db import Store
 from models.records import legacy_until_seq
 from models.tables import MealRecord, Outbox, PlatformReceipt
+from sync.rollback import rollback_problem
 from sync.signing import PlatformVerifier
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class EvidenceReport:
     verified_seq: int = 0  # every record up to here passed
     problems: tuple[str, ...] = ()
     signatures_checked: bool = True
+    # The chain is behind (or differs from) what the platform acknowledged: no recording.
+    rolled_back: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -175,13 +178,15 @@ def audit_evidence(
     """Everything, from the first record (kiosk doctor)."""
     count, head, problems = structure_problems(store)
     problems += receipt_problems(store, platform)
+    rolled_back = rollback_problem(store, platform)
     good_seq, _, faults = verify_records(store, signature_ok)
     return EvidenceReport(
         records=count,
         head_seq=head,
         verified_seq=good_seq,
-        problems=tuple(problems + faults),
+        problems=tuple(problems + faults + ([rolled_back] if rolled_back else [])),
         signatures_checked=signature_ok is not None,
+        rolled_back=rolled_back,
     )
 
 
@@ -208,12 +213,14 @@ class EvidenceMonitor:
                 self.store, self.signature_ok, seq, head_hash
             )
             self._verified = (good_seq, good_hash)
+            rolled_back = rollback_problem(self.store, self.platform)
             self.report = EvidenceReport(
                 records=count,
                 head_seq=head,
                 verified_seq=good_seq,
-                problems=tuple(problems + faults),
+                problems=tuple(problems + faults + ([rolled_back] if rolled_back else [])),
                 signatures_checked=self.signature_ok is not None,
+                rolled_back=rolled_back,
             )
             if self.report.problems:
                 log.error("local evidence inconsistent: %s", "; ".join(self.report.problems))

@@ -68,6 +68,9 @@ class Refusal(StrEnum):
     LIVENESS_FAILED = "liveness_failed"  # no blink (turn) seen: maybe a photo; no record
     # The device key cannot be loaded: a record nobody can prove the daemon wrote is no evidence.
     SIGNING_UNAVAILABLE = "signing_unavailable"
+    # The chain is shorter than the platform acknowledged (records deleted): recording now would
+    # serve the same elders again and fork the evidence; a technician restores it first.
+    CHAIN_ROLLED_BACK = "chain_rolled_back"
 
 
 # What the elder reads and hears. Short, plain words; the name first so he knows it is his.
@@ -85,6 +88,7 @@ REFUSAL_MESSAGES = {
     Refusal.FACE_AMBIGUOUS: "无法确认身份，请刷卡",
     Refusal.LIVENESS_FAILED: "未通过活体检测，请刷卡",
     Refusal.SIGNING_UNAVAILABLE: "设备密钥不可用，暂停签到，请联系技术员",
+    Refusal.CHAIN_ROLLED_BACK: "本机记录被删改，暂停签到，请联系技术员",
 }
 
 
@@ -193,6 +197,10 @@ class CheckinService:
         self.signing_problem: str | None = None
         # The chain, signatures and outbox re-checked (check_evidence); health shows the report.
         self.evidence = EvidenceMonitor(store, signature_check, platform_verifier(config))
+        # Why recording is suspended (sync/rollback.py); None = not rolled back. Checked at the
+        # first check-in, by every evidence run, and again at each refused attempt.
+        self.rolled_back: str | None = None
+        self._rollback_checked = False
         self._clock = clock or (lambda: dt.datetime.now(config.site.tz))
         # Set by the daemon from kiosk.runtime.timesync: records made on a clock known to be
         # wrong say so.
@@ -206,6 +214,11 @@ class CheckinService:
     def check_in(self, req: CheckinRequest) -> CheckinResult:
         """Apply the rules and, if accepted, durably record the service."""
         now = self.now()
+        if self._suspended_by_rollback():
+            result = self._refused(req, now, Refusal.CHAIN_ROLLED_BACK)
+            self._audit_safely(now, str(Refusal.CHAIN_ROLLED_BACK), {"why": self.rolled_back})
+            self._publish(result)
+            return result
         signer = self._signer()
         if signer is None:
             result = self._refused(req, now, Refusal.SIGNING_UNAVAILABLE)
@@ -229,19 +242,38 @@ class CheckinService:
         self._publish(result)
         return result
 
+    def _suspended_by_rollback(self) -> bool:
+        if self._rollback_checked and self.rolled_back is None:
+            return False  # the evidence thread keeps watching
+        from sync.rollback import rollback_problem
+
+        try:
+            self.rolled_back = rollback_problem(self.store, self.evidence.platform)
+        except SQLAlchemyError:
+            log.exception("rollback check failed")  # the write below reports storage errors
+            return False
+        self._rollback_checked = True
+        if self.rolled_back:
+            log.error("check-in suspended: %s", self.rolled_back)
+        return self.rolled_back is not None
+
     def evidence_problems(self) -> list[str]:
         """What health shows the caregiver about the local evidence (Chinese)."""
         problems = []
+        if self.rolled_back:
+            problems.append("本机记录被删改（少于平台已确认的记录），已暂停签到，请联系技术员恢复")
         if self.signing_problem:
             problems.append("设备密钥不可用，暂停签到，请联系技术员")
-        if self.evidence.report.problems:
+        if len(self.evidence.report.problems) > (1 if self.evidence.report.rolled_back else 0):
             problems.append("本机记录的链或发件箱不一致，请联系技术员")
         return problems
 
     def check_evidence(self) -> EvidenceReport:
         """Re-check the local chain, signatures and outbox (full once, then what is new)."""
         self._signer()  # loads the key, which also verifies the signatures
-        return self.evidence.run()
+        report = self.evidence.run()
+        self.rolled_back, self._rollback_checked = report.rolled_back, True
+        return report
 
     def start_evidence_checks(
         self, stop: threading.Event, interval_s: float = 60.0

@@ -140,7 +140,9 @@ class KioskServices:
         if rejected:
             problems.append(f"{rejected} 条记录被平台退回，请联系管理员")
         problems += self.checkin.evidence_problems()  # chain, signatures, outbox (issue 12)
-        status: OverallStatus = "error" if not db.writable else ("degraded" if problems else "ok")
+        # "error" (503) exactly when a check-in cannot be stored now: also a rolled-back chain.
+        refusing = not db.writable or self.checkin.rolled_back is not None
+        status: OverallStatus = "error" if refusing else ("degraded" if problems else "ok")
         return Health(
             status=status,
             problems=tuple(problems),

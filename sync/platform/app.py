@@ -26,7 +26,16 @@ from sqlalchemy.orm import sessionmaker
 
 from models.db import make_engine
 from sync.platform.completeness import sweep
-from sync.platform.routers import admin, devices, health, heartbeat, reconcile, records, roster
+from sync.platform.routers import (
+    admin,
+    device_copy,
+    devices,
+    health,
+    heartbeat,
+    reconcile,
+    records,
+    roster,
+)
 from sync.platform.state import Limits, PlatformState, now_utc
 from sync.platform.tables import PlatformBase
 
@@ -35,6 +44,7 @@ log = logging.getLogger(__name__)
 ROUTERS = (
     health.router,
     records.router,
+    device_copy.router,
     reconcile.router,
     heartbeat.router,
     roster.router,
