@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from kiosk.cli.context import context_of
 from kiosk.touchscreen.caregivers import ROLES, CaregiverBook, PinError
 
 out = Console()
@@ -15,7 +16,7 @@ caregiver_app = typer.Typer(help="Caregivers (养老护理员) and their PINs.",
 
 
 def _book(ctx: typer.Context) -> tuple[CaregiverBook, object]:
-    context = ctx.obj
+    context = context_of(ctx)
     config = context.config()
     store = context.store()
     return CaregiverBook(store, config.ui, lambda: dt.datetime.now(config.site.tz)), store
@@ -112,10 +113,3 @@ def set_pin(ctx: typer.Context, caregiver_id: str, pin: PinOption) -> None:
     finally:
         store.close()  # type: ignore[attr-defined]
     out.print(f"{caregiver_id}: PIN changed")
-
-
-def register(app: typer.Typer) -> None:
-    from kiosk.cli.export import register as register_export
-
-    app.add_typer(caregiver_app, name="caregiver")
-    register_export(app)  # `kiosk export monthly`: the caregiver's other command-line job

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from kiosk import STATIC_DIR, TEMPLATES_DIR
+from kiosk.cli.context import context_of
 from kiosk.touchscreen.notices import chart_svg, monthly_report, parse_month, to_csv, to_xlsx
 
 export_app = typer.Typer(help="Exports for the notice board (公示).", no_args_is_help=True)
@@ -56,7 +57,7 @@ def monthly(
     ] = None,
 ) -> None:
     """每月用餐人员明细: per elder the days and meals, with totals."""
-    context = ctx.obj
+    context = context_of(ctx)
     try:
         year, mon = parse_month(month)
     except ValueError as exc:
@@ -77,7 +78,3 @@ def monthly(
     target = out or Path(f"monthly-{year}-{mon:02d}.{fmt}")
     target.write_bytes(body)
     typer.echo(f"{target}: {len(report.rows)} elders, {report.total_meals} meals")
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(export_app, name="export")

@@ -13,20 +13,23 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 
+from kiosk.cli.context import context_of
+
 NEAREST_SHOWN = 3
+# Top-level commands (main.py adds this group without a name). numpy, dlib and OpenCV are
+# imported inside the commands: `kiosk --help` must not load them.
+face_app = typer.Typer()
 
 
 def _open(ctx: typer.Context) -> tuple[Any, Any, Any]:
-    """(config, store, templates) from the CLI context (kiosk.cli.main.Context)."""
+    """(config, store, templates) from the CLI context; exit 2 if the database or key is bad."""
     from kiosk.face.templates import FaceKey, FaceKeyError, TemplateStore
-    from kiosk.ops.storage import open_store
 
-    context = ctx.obj
+    context = context_of(ctx)
     config = context.config()
-    store = open_store(context.data_dir)
+    store = context.store()
     try:
         key = FaceKey.load(context.data_dir)
     except FaceKeyError as exc:
@@ -41,6 +44,7 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="face_recognition_models")
 
 
+@face_app.command("enroll")
 def enroll(
     ctx: typer.Context,
     elder_id: Annotated[str, typer.Argument(help="the elder's roster id")],
@@ -73,12 +77,15 @@ def enroll(
     raise typer.Exit(1 if refused else 0)
 
 
+@face_app.command("identify")
 def identify(
     ctx: typer.Context,
     photos: Annotated[list[Path], typer.Argument(help="photos to identify")],
 ) -> None:
     """For each face of each photo: the decision (elder, or none), distance, margin, and the
     nearest elders with their distances."""
+    import numpy as np
+
     from kiosk.face.detect import detect_faces
     from kiosk.face.encode import encode_face
     from kiosk.face.enrol import fit_photo, load_image
@@ -126,6 +133,7 @@ def identify(
                 typer.echo(f"    {elder}: {d:.3f}")
 
 
+@face_app.command("unenroll")
 def unenroll(
     ctx: typer.Context,
     elder_id: Annotated[str, typer.Argument(help="the elder whose consent was withdrawn")],
@@ -137,9 +145,3 @@ def unenroll(
     finally:
         store.close()
     typer.echo(f"deleted {deleted} face template(s) of {elder_id}")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("enroll")(enroll)
-    app.command("identify")(identify)
-    app.command("unenroll")(unenroll)

@@ -1,10 +1,16 @@
-"""The `kiosk` command (also `python -m kiosk`)."""
+"""The `kiosk` command (also `python -m kiosk`): the top-level commands and every group.
+
+Each group lives in its own module and is imported here at the top: db.py (`kiosk db ...`),
+roster.py (`kiosk roster import`), caregiver.py (`kiosk caregiver ...`), export.py
+(`kiosk export monthly`), face.py (`kiosk enroll|identify|unenroll`) and sync.py
+(`kiosk sync`). Heavy imports (dlib, OpenCV, the daemon) happen inside the command that needs
+them, so `kiosk --help` stays fast. Every command opens the database through
+`Context.store()` (context.py): a damaged one is a clear message and exit 2, not a traceback.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
-import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -12,51 +18,25 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from kiosk.config import ConfigError, KioskConfig, load_config
-from kiosk.runtime.logs import setup_logging
-from models.db import Store
+from kiosk.cli.caregiver import caregiver_app
+from kiosk.cli.context import Context, context_of, default_data_dir
+from kiosk.cli.db import db_app
+from kiosk.cli.export import export_app
+from kiosk.cli.face import face_app
+from kiosk.cli.roster import roster_app
+from kiosk.cli.sync import sync_app
 
-log = logging.getLogger(__name__)
 out = Console()
-err = Console(stderr=True)
 
 app = typer.Typer(
     help="Haolinju Kiosk: check-in terminal for village meal points.", no_args_is_help=True
 )
-db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
-roster_app = typer.Typer(help="The roster of elders.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(roster_app, name="roster")
-
-
-class Context:
-    def __init__(self, config_path: Path, data_dir: Path) -> None:
-        self.config_path = config_path
-        self.data_dir = data_dir
-
-    def config(self) -> KioskConfig:
-        """The validated config, or exit 2 with one line per problem."""
-        try:
-            return load_config(self.config_path)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                typer.echo(str(problem), err=True)
-            raise typer.Exit(2) from None
-
-    def store(self) -> Store:
-        """The checked, migrated database, or exit 2 saying why and the way out."""
-        from kiosk.ops.storage import StoreDamagedError, open_store
-
-        try:
-            return open_store(self.data_dir)
-        except StoreDamagedError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(2) from None
-
-
-def _default_data_dir() -> Path:
-    # Under systemd, StateDirectory= sets STATE_DIRECTORY.
-    return Path(os.environ.get("STATE_DIRECTORY", "data"))
+app.add_typer(caregiver_app, name="caregiver")
+app.add_typer(export_app, name="export")  # `kiosk export monthly`: the 公示 diner list
+app.add_typer(face_app)  # no group name: `kiosk enroll`, `kiosk identify`, `kiosk unenroll`
+app.add_typer(sync_app)  # no group name: `kiosk sync [--status]`
 
 
 @app.callback()
@@ -70,7 +50,7 @@ def main_options(
         typer.Option("--data-dir", envvar="KIOSK_DATA_DIR", help="where the database lives"),
     ] = None,
 ) -> None:
-    ctx.obj = Context(config, data_dir or _default_data_dir())
+    ctx.obj = Context(config, data_dir or default_data_dir())
 
 
 @app.command("validate-config")
@@ -79,7 +59,7 @@ def validate_config(
     path: Annotated[Path | None, typer.Argument(help="defaults to --config")] = None,
 ) -> None:
     """Check a config file: exit 0 if valid, else 2 with one line per problem."""
-    context: Context = ctx.obj
+    context = context_of(ctx)
     if path is not None:
         context = Context(path, context.data_dir)
     config = context.config()
@@ -92,8 +72,9 @@ def validate_config(
 def run(ctx: typer.Context) -> None:
     """Run the kiosk daemon (readers, check-in, local web page)."""
     from kiosk.runtime.daemon import Daemon, build_services
+    from kiosk.runtime.logs import setup_logging
 
-    context: Context = ctx.obj
+    context = context_of(ctx)
     config = context.config()
     setup_logging(config.logging)
     services = build_services(config, context.data_dir, store=context.store())
@@ -111,58 +92,22 @@ def demo(
 ) -> None:
     """Run a demo kiosk: seeded roster, simulated reader, reference platform, temporary data."""
     from kiosk.demo.seed import run_demo
+    from kiosk.runtime.logs import setup_logging
 
-    context: Context = ctx.obj
+    context = context_of(ctx)
     config = context.config()
     setup_logging(config.logging)
     with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as tmp:
         raise typer.Exit(run_demo(config, Path(tmp), port, pace, with_platform=platform))
 
 
-@db_app.command("upgrade")
-def db_upgrade(ctx: typer.Context) -> None:
-    """Apply pending database migrations (after a backup, if any are due)."""
-    context: Context = ctx.obj
-    store = context.store()
-    out.print(f"database {store.db_path} at revision {store.schema_revision()}")
-    store.close()
-
-
-@db_app.command("backup")
-def db_backup(ctx: typer.Context) -> None:
-    """Write a consistent backup (SQLite online backup API) to <data-dir>/backups/."""
-    from kiosk.ops.storage import backup
-
-    context: Context = ctx.obj
-    store = context.store()
-    try:
-        out.print(f"backup written: {backup(store, context.data_dir)}")
-    finally:
-        store.close()
-
-
-@db_app.command("restore")
-def db_restore(
-    ctx: typer.Context, backup_file: Annotated[Path, typer.Argument(help="a backup .db file")]
-) -> None:
-    """Replace the database with a backup (stop the daemon first); the current one is kept."""
-    from kiosk.ops.storage import DB_FILE, restore
-
-    context: Context = ctx.obj
-    try:
-        aside = restore(context.data_dir / DB_FILE, backup_file)
-    except (ValueError, OSError) as exc:
-        typer.echo(f"restore refused: {exc}", err=True)
-        raise typer.Exit(2) from None
-    out.print(f"restored from {backup_file}; previous database kept as {aside}")
-
-
 @app.command()
 def maintenance(ctx: typer.Context) -> None:
     """Nightly upkeep: backup, integrity check, WAL checkpoint, backup retention."""
     from kiosk.ops.storage import nightly
+    from kiosk.runtime.logs import setup_logging
 
-    context: Context = ctx.obj
+    context = context_of(ctx)
     setup_logging(context.config().logging)
     store = context.store()
     try:
@@ -177,45 +122,11 @@ def maintenance(ctx: typer.Context) -> None:
         raise typer.Exit(1)
 
 
-@roster_app.command("import")
-def roster_import(
-    ctx: typer.Context, file: Annotated[Path, typer.Argument(help="CSV or XLSX from the county")]
-) -> None:
-    """Import a roster file; a file with any bad row is refused whole."""
-    from kiosk.ops.roster_import import RosterError, import_roster
-
-    context: Context = ctx.obj
-    config = context.config()
-    store = context.store()
-    try:
-        report = import_roster(
-            store, file, config.roster.card_format, dt.datetime.now(config.site.tz)
-        )
-    except RosterError as exc:
-        for problem in exc.problems:
-            typer.echo(f"{file}: {problem}", err=True)
-        err.print("nothing was imported", style="bold red")
-        raise typer.Exit(2) from None
-    finally:
-        store.close()
-    out.print(
-        f"imported {len(report.rows)} elders from {file}: "
-        f"{report.added} new, {report.updated} updated, {report.cards} cards"
-    )
-
-
 @app.command()
 def provision(
     ctx: typer.Context,
     platform: Annotated[str, typer.Option("--platform", help="county platform base URL")],
-    code_file: Annotated[
-        str | None,
-        typer.Option(
-            "--code-file",
-            help="file with the one-time enrolment code (- for stdin; asked for if omitted)",
-        ),
-    ] = None,
-    token: Annotated[str | None, typer.Option("--token", hidden=True)] = None,
+    token: Annotated[str, typer.Option("--token", help="one-time provisioning token")],
     device_id: Annotated[str | None, typer.Option("--device-id", help="default: config")] = None,
     credentials_dir: Annotated[
         Path | None,
@@ -223,10 +134,10 @@ def provision(
     ] = None,
 ) -> None:
     """Register this terminal with the platform: signing key, device token (0600). Safe twice."""
-    from kiosk.ops.provision import ProvisionError, read_code
+    from kiosk.ops.provision import ProvisionError
     from kiosk.ops.provision import provision as do_provision
 
-    context: Context = ctx.obj
+    context = context_of(ctx)
     config = context.config()
     device_id = device_id or config.device.device_id
     if device_id != config.device.device_id:
@@ -236,21 +147,9 @@ def provision(
             err=True,
         )
         raise typer.Exit(2)
-    if token is not None:
-        typer.echo(
-            "--token is not accepted: a secret on the command line is visible in `ps`. Put the "
-            "enrolment code in a file (--code-file FILE), pipe it (--code-file -), or type it "
-            "when asked.",
-            err=True,
-        )
-        raise typer.Exit(2)
     cred_dir = credentials_dir or Path("/etc/haolinju-kiosk/credentials")
     try:
-        if code_file:
-            code = read_code(code_file)
-        else:
-            code = typer.prompt("enrolment code (from the township operator)", hide_input=True)
-        done = do_provision(platform, device_id, config.site.point_id, code, cred_dir)
+        done = do_provision(platform, device_id, config.site.point_id, token, cred_dir)
     except ProvisionError as exc:
         typer.echo(f"provisioning failed: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -268,9 +167,10 @@ def doctor(ctx: typer.Context) -> None:
     """Check config, database, disk, clock, readers (and the card on them), camera, backlog."""
     from rich.table import Table
 
+    from kiosk.config import ConfigError, load_config
     from kiosk.ops.doctor import Level, run_checks
 
-    context: Context = ctx.obj
+    context = context_of(ctx)
     try:
         config = load_config(context.config_path)
     except ConfigError as exc:
@@ -287,22 +187,9 @@ def doctor(ctx: typer.Context) -> None:
         raise typer.Exit(1)
 
 
-from kiosk.cli.face import register as register_face  # noqa: E402
-
-register_face(app)
-
-from kiosk.cli.sync import register as register_sync  # noqa: E402
-
-register_sync(app)
-
-from kiosk.cli.caregiver import register as register_caregiver  # noqa: E402
-
-register_caregiver(app)
-
-
 def main() -> None:
     app(prog_name="kiosk")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,16 +14,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from kiosk.cli.context import context_of
+
 log = logging.getLogger(__name__)
 out = Console()
 err = Console(stderr=True)
 
 
-def register(app: typer.Typer) -> None:
-    """Add the `sync` command to the kiosk CLI."""
-    app.command("sync")(sync_command)
+# A top-level command (main.py adds this group without a name).
+sync_app = typer.Typer()
 
 
+@sync_app.command("sync")
 def sync_command(
     ctx: typer.Context,
     status: Annotated[
@@ -31,11 +33,9 @@ def sync_command(
     ] = False,
 ) -> None:
     """Upload pending records to the county platform now (or show the upload status)."""
-    from kiosk.ops.storage import open_store
-
-    context = ctx.obj
+    context = context_of(ctx)
     config = context.config()
-    store = open_store(context.data_dir)
+    store = context.store()
     try:
         if status:
             _show_status(store, config.site.tz)
