@@ -215,7 +215,8 @@ def _held_head(session: Session, device_id: str) -> int:
 
 
 def _close_key(session: Session, device: Device, now: dt.datetime) -> int:
-    """End the current key at the platform's evidence of the head; its token stops working."""
+    """End the current key at the platform's evidence of the head (the caller sets the status
+    that stops the token)."""
     head = _held_head(session, device.device_id)
     for key_row in session.scalars(
         select(DeviceKeyRow).where(
@@ -224,8 +225,9 @@ def _close_key(session: Session, device: Device, now: dt.datetime) -> int:
     ):
         key_row.until_seq = max(head, key_row.from_seq - 1)
         key_row.retired_at = stamp(now)
-    # An unguessable digest: no token hashes to it, so the old token is dead at once.
-    device.token_sha256 = token_digest("retired\n" + new_token())
+    # The token stays on the row so that the terminal is told why it is refused ("retired",
+    # "rekeying"); the status refuses it from this transaction on. A re-key's enrolment
+    # replaces it.
     return head
 
 
