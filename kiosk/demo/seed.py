@@ -16,6 +16,7 @@ from pathlib import Path
 from hardware.simulated import SimulatedReader, tap_at_human_pace
 from kiosk.checkin.schedule import open_slot
 from kiosk.config import KioskConfig, ReaderConfig, SlotConfig
+from kiosk.demo.history import seed_history
 from kiosk.demo.platform import DemoPlatform
 from kiosk.ops.roster_import import mask_id_number
 from kiosk.runtime.daemon import Daemon, build_services
@@ -65,6 +66,8 @@ def demo_config(config: KioskConfig, port: int, now: dt.datetime) -> KioskConfig
         update={
             "meal": meal,
             "readers": [ReaderConfig(kind="simulated", name="demo-reader")],
+            # 助洁 on, so the history and the monthly notice show it too.
+            "cleaning": config.cleaning.model_copy(update={"enabled": True}),
             "web": config.web.model_copy(update={"port": port}),
         }
     )
@@ -91,6 +94,7 @@ def run_demo(
         services = build_services(config, data_dir, readers=[(config.readers[0], reader)])
         roster = demo_roster()
         apply_rows(services.store, roster, now, source="demo")
+        pin = seed_history(services, roster, now.date())
         queue = [r.card_uid for r in roster if r.card_uid]
         random.Random(1).shuffle(queue)
         queue.insert(3, queue[1])  # someone taps twice
@@ -103,7 +107,9 @@ def run_demo(
         log.info("demo data in %s", data_dir)
         where = f"; uploads to the reference platform at {platform.url}" if platform else ""
         url = f"http://{config.web.host}:{port}/"
-        print(f"\n  Haolinju Kiosk demo: open {url}{where}  (Ctrl-C to stop)\n")  # noqa: T201
+        print(f"\n  Haolinju Kiosk demo: open {url}{where}  (Ctrl-C to stop)")  # noqa: T201
+        who = f"  caregiver 李秀兰 (C001), PIN {pin}: the caregiver screens (人工签到, 账目, ...)"
+        print(who + "\n")  # noqa: T201
         return daemon.run()
     finally:
         if platform is not None:
