@@ -94,7 +94,6 @@ if [ "$UI" = 1 ]; then
 fi
 
 step "application in $PREFIX"
-mkdir -p "$PREFIX"
 NEW=$PREFIX.new
 rm -rf "$NEW"
 mkdir -p "$NEW"
@@ -155,7 +154,7 @@ if [ ! -s "$ETC/credentials/face-key" ]; then
 fi
 
 step "swapping in the new release"
-if [ -d "$PREFIX/.venv" ] || [ -n "$(ls -A "$PREFIX" 2>/dev/null)" ]; then
+if [ -e "$PREFIX" ]; then
   rm -rf "$PREFIX.old"
   mv "$PREFIX" "$PREFIX.old"
 fi

@@ -8,6 +8,24 @@ import sys
 
 from kiosk.config import LoggingConfig
 
+# syslog priorities (sd-daemon.h): journald reads a leading "<N>" as the line's priority, so
+# `journalctl -p warning` shows the warnings and errors, not every line at "info".
+SYSLOG_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+
+class JournalFormatter(logging.Formatter):
+    """Prefixes each record with its syslog priority for journald's stream parser."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = SYSLOG_PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
+        return f"<{priority}>{super().format(record)}"
+
 
 def setup_logging(cfg: LoggingConfig) -> None:
     # journald stamps each line itself; JOURNAL_STREAM is set when stderr goes to it.
@@ -16,6 +34,9 @@ def setup_logging(cfg: LoggingConfig) -> None:
     if not under_journald:
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=cfg.level, format=fmt, stream=sys.stderr, force=True)
+    if under_journald:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JournalFormatter(fmt))
     # uvicorn's per-request access lines would drown the check-ins.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     for name, module_level in cfg.levels.items():

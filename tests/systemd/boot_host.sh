@@ -78,6 +78,10 @@ mkdir -p .oldroot
 pivot_root . .oldroot
 umount -l /.oldroot
 rmdir /.oldroot
+# What systemd does itself on a real boot but leaves to a container manager: shared propagation
+# inside this namespace (LoadCredential= moves its ramfs into /run/credentials and relies on the
+# move propagating back from the helper's namespace). The host's mounts stay private to us.
+mount --make-rshared /
 cd /
 export container=haolinju-test
-exec /lib/systemd/systemd --log-target=console --log-level=info
+exec /lib/systemd/systemd --log-target=journal-or-kmsg --log-level=info

@@ -30,7 +30,7 @@ BOOT_SCRIPT = Path(__file__).with_name("boot_host.sh")
 CGROUP2 = Path("/sys/fs/cgroup/unified")
 
 
-def missing_kernel_feature() -> str | None:
+def missing_kernel_feature() -> str | None:  # noqa: PLR0911 (one return per reason)
     """Why a systemd host cannot run on this machine, in one line (None when it can)."""
     if os.geteuid() != 0:
         return "the systemd host needs root (mount, unshare, pivot_root)"
@@ -101,7 +101,10 @@ class SystemdHost:
             f'"{self.workdir / "work"}" "{self.canary}" "{self.log_path}"'
         )
         self._unshare = subprocess.Popen(
-            ["sh", "-c", script], stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            ["sh", "-c", script],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         log_file.close()
         deadline = time.monotonic() + 10
@@ -178,7 +181,13 @@ class SystemdHost:
             "SYSTEMD_COLORS": "0",
         }
         result = subprocess.run(
-            [*self.nsenter(), "env", "-i", *(f"{k}={v}" for k, v in {**base_env, **(env or {})}.items()), *argv],
+            [
+                *self.nsenter(),
+                "env",
+                "-i",
+                *(f"{k}={v}" for k, v in {**base_env, **(env or {})}.items()),
+                *argv,
+            ],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -214,7 +223,9 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if predicate():
