@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 from tests.systemd.systemd_host import SystemdHost, missing_kernel_feature
 
+REPO = Path(__file__).resolve().parents[2]
 # The host's lower layer is this machine's /, so the checkout is at the same path inside.
 INSTALL = str(REPO / "systemd" / "install.sh")
 UV = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
