@@ -108,3 +108,46 @@ def test_deletion_above_the_contiguous_mark_is_counted(county: County) -> None:
     r = county.as_admin("GET", "/v1/admin/alerts", params={"device_id": device.device_id})
     deleted = [a for a in r.json() if a["kind"] == "records_deleted"]
     assert deleted and deleted[0]["evidence"] == {"held_count": 8, "stored": 7}, r.json()
+
+
+def test_records_a_checkpoint_committed_to_that_never_arrive_become_a_hole(tmp_path) -> None:
+    """Seqs 4-10 are under a signed checkpoint but never uploaded: a gap while reconciliation
+    may still bring them, a hole alert once the grace period is over."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from fastapi.testclient import TestClient
+
+    from sync.platform.admin_client import AdminClient, enrol_device
+    from sync.platform.app import create_platform_app
+    from sync.platform.state import Limits
+    from tests.security.platform_env import ADMIN_TOKEN, public_b64
+
+    now = [dt.datetime(2026, 12, 1, 4, 0, tzinfo=dt.UTC)]
+    app = create_platform_app(
+        f"sqlite:///{tmp_path / 'p.db'}", Ed25519PrivateKey.generate(), ADMIN_TOKEN,
+        clock=lambda: now[0], limits=Limits(verify_interval_s=0),
+    )  # fmt: skip
+    http = TestClient(app)
+    admin = AdminClient(http, ADMIN_TOKEN)
+    admin.create_point("pt-g", "t")
+    code = AdminClient(http, admin.create_operator("op-g", "t")).issue_code("pt-g")
+    key = Ed25519PrivateKey.generate()
+    token = enrol_device(http, code, "dev-g", "pt-g", public_b64(key))
+    device = Device("dev-g", "pt-g", key, token)
+    fake = County(None, http, admin, admin, admin)  # type: ignore[arg-type]
+    records = chain(device, 10)
+    assert len(upload(fake, device, records[:3]).json()["accepted"]) == 3
+    assert checkpoint(fake, device, 10, records[-1]["hash"]).json()["status"] == "ok"
+
+    def hole_alerts() -> list[dict]:
+        alerts = fake.as_admin("GET", "/v1/admin/alerts", params={"kind": "hole"}).json()
+        return [a for a in alerts if a["device_id"] == "dev-g"]
+
+    fake.as_admin("POST", "/v1/admin/verify")
+    assert hole_alerts() == []  # within the grace period: the records may still come
+    now[0] += dt.timedelta(hours=25)
+    fake.as_admin("POST", "/v1/admin/verify")
+    [alert] = hole_alerts()
+    assert alert["evidence"]["missing_seqs"] == list(range(4, 11))
+    assert alert["evidence"]["checkpoint"]["seq"] == 10

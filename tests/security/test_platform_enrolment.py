@@ -87,6 +87,27 @@ def test_a_code_works_once_and_only_for_its_point(county: County) -> None:
     assert trail[2]["detail"]["code_issued_by"] == trail[1]["actor"]
 
 
+def test_a_code_raced_by_many_boxes_enrols_exactly_one(county: County) -> None:
+    """Eight terminals present the same code at the same moment: one enrols, seven are 409."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    point = county.point()
+    code = county.op_a.issue_code(point)
+
+    def attempt(_: int) -> int:
+        with httpx.Client(base_url=county.url, timeout=60) as http:
+            body = {"device_id": new_id(), "point_id": point,
+                    "public_key": public_b64(Ed25519PrivateKey.generate())}  # fmt: skip
+            headers = {"Authorization": f"Bearer {code}"}
+            return http.post("/v1/devices", json=body, headers=headers).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(attempt, range(8)))
+    assert statuses == [201] + [409] * 7, statuses
+    devices = county.as_admin("GET", "/v1/admin/devices").json()
+    assert sum(d["point_id"] == point for d in devices) == 1
+
+
 def test_a_code_expires(tmp_path: Path) -> None:
     now = [dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)]
     app = create_platform_app(
