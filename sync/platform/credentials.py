@@ -1,9 +1,10 @@
 """Secrets the platform hands out (device tokens, operator tokens, enrolment codes) and how it
 keeps them: shown once, stored as SHA-256 only.
 
-SHA-256 without salt is enough because every secret here is random and long (256 bits for
-tokens, 60 bits for a typed enrolment code that is also single use, expiring and rate-bound by
-its point); a human-chosen password (the console's login, issue 14) must use scrypt instead.
+SHA-256 without salt is enough because every secret here is random: 256 bits for tokens, about
+59 bits for a typed enrolment code, which is also single use and expires within 7 days (online
+guessing at 1,000 requests/s for 7 days covers 1 in 10^9 of the space); a human-chosen
+password (the console's login, issue 14) must use scrypt instead.
 """
 
 from __future__ import annotations
