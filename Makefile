@@ -62,9 +62,13 @@ demo: setup
 run: setup
 	$(UV) run --locked kiosk --config config.yaml run
 
+# ruff: style; mypy: types, strict on kiosk/sync/hardware/models ([tool.mypy]); lint-imports:
+# the import rules of docs/architecture.md ([tool.importlinter]).
 lint: venv
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
+	$(UV) run --locked mypy
+	$(UV) run --locked lint-imports
 
 format: venv
 	$(UV) run --locked ruff check --fix .

@@ -283,7 +283,8 @@ class Camera:
                     if delay > 0 and stop.wait(delay):
                         break
                     next_due = max(next_due + interval, time.monotonic() - interval)
-                self._publish(frame)
+                # OpenCV's stubs type every image as a generic Mat; 8-bit BGR here (no copy).
+                self._publish(np.asarray(frame, dtype=np.uint8))
                 delivered += 1
             return delivered, False
         finally:

@@ -51,7 +51,7 @@ _CARD_GONE = frozenset(
     {scard.SCARD_W_REMOVED_CARD, scard.SCARD_E_NO_SMARTCARD, scard.SCARD_W_RESET_CARD}
 )
 
-_ERROR_NAMES = {
+_ERROR_NAMES: dict[int, str] = {
     value: name
     for name, value in vars(scard).items()
     if name.startswith(("SCARD_E_", "SCARD_W_", "SCARD_F_")) and isinstance(value, int)
@@ -233,7 +233,9 @@ class PcscReader:
             self._watched.clear()
             scard.SCardReleaseContext(context)
 
-    def _dispatch(self, context: int, events: list, on_tap: TapCallback) -> bool:
+    def _dispatch(
+        self, context: int, events: list[tuple[str, int, list[int]]], on_tap: TapCallback
+    ) -> bool:
         """Act on SCardGetStatusChange results; True if the reader list must be read again."""
         relist = False
         for reader, event, _atr in events:

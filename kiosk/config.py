@@ -94,8 +94,8 @@ class CleaningConfig(Strict):
 
     enabled: bool = False
     slots: Slots = Field(
-        default_factory=lambda: [SlotConfig(name="day", start="08:00", end="18:00")]
-    )  # type: ignore[arg-type]
+        default_factory=lambda: [SlotConfig(name="day", start=dt.time(8), end=dt.time(18))]
+    )
 
 
 class SiteConfig(Strict):
@@ -380,7 +380,7 @@ def parse_config(text: str, file: str = "config.yaml") -> KioskConfig:
         line = mark.line + 1 if mark else None
         reason = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([ConfigProblem(file, line, "", f"not valid YAML: {reason}")]) from None
-    if not isinstance(data, dict):
+    if root is None or not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise ConfigError([ConfigProblem(file, 1, "", f"expected a mapping of keys, got {kind}")])
     lines: dict[tuple[Any, ...], int] = {}

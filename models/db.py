@@ -183,7 +183,10 @@ class Store:
         """Fold the WAL back into the database and truncate it: (busy, log, checkpointed)."""
         with self._write_lock, self._writer.connect() as conn:
             conn.rollback()  # no transaction may be open for a checkpoint
+            # The driver's own connection: SQLAlchemy would open a transaction around the PRAGMA.
             raw = conn.connection.driver_connection
+            if raw is None:
+                raise RuntimeError("checkpoint: the pool handed out a closed connection")
             row = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return int(row[0]), int(row[1]), int(row[2])
 

@@ -143,7 +143,7 @@ class PlatformClient:
     def roster(self, since: int) -> SignedRoster | None:
         """The roster delta after `since`, or None when nothing changed (304)."""
         headers = {"If-None-Match": f'"{since}"'} if since else {}
-        return self._call(
+        return self._call_unless_unchanged(
             "GET", "/v1/roster", SignedRoster, params={"since": since}, headers=headers
         )
 
@@ -152,7 +152,16 @@ class PlatformClient:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _call(self, method: str, path: str, model: type[M], **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, model: type[M], **kwargs: Any) -> M:
+        parsed = self._call_unless_unchanged(method, path, model, **kwargs)
+        if parsed is None:  # only the roster is ever "not modified"
+            raise PlatformError("bad_response", "unexpected HTTP 304", status=304)
+        return parsed
+
+    def _call_unless_unchanged(
+        self, method: str, path: str, model: type[M], **kwargs: Any
+    ) -> M | None:
+        """The validated answer, or None for 304 Not Modified."""
         sent_at = time.monotonic()
         try:
             with self._http.stream(method, path, **kwargs) as response:

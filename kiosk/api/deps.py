@@ -9,11 +9,12 @@ from kiosk.runtime.services import KioskServices
 
 
 def get_services(request: Request) -> KioskServices:
-    return request.app.state.services
+    services: KioskServices = request.app.state.services  # Starlette's app.state is untyped
+    return services
 
 
 def get_config(request: Request) -> KioskConfig:
-    return request.app.state.services.config
+    return get_services(request).config
 
 
 ServicesDep = Annotated[KioskServices, Depends(get_services)]

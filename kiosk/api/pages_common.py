@@ -129,10 +129,9 @@ def render(
 ) -> HTMLResponse:
     """A page with the CSRF token (cookie set if missing) and the caregiver session."""
     signer = get_signer(request)
-    token = request.cookies.get(CSRF_COOKIE)
-    fresh = token is None or signer.verify("csrf", token) is None
-    if fresh:
-        token = new_csrf_token(signer)
+    cookie = request.cookies.get(CSRF_COOKIE)
+    fresh = cookie is None or signer.verify("csrf", cookie) is None
+    token = new_csrf_token(signer) if fresh or cookie is None else cookie
     services = request.app.state.services
     ctx = {
         "site": services.config.site,

@@ -10,12 +10,13 @@ from rich.console import Console
 
 from kiosk.cli.context import context_of
 from kiosk.touchscreen.caregivers import ROLES, CaregiverBook, PinError
+from models.db import Store
 
 out = Console()
 caregiver_app = typer.Typer(help="Caregivers (养老护理员) and their PINs.", no_args_is_help=True)
 
 
-def _book(ctx: typer.Context) -> tuple[CaregiverBook, object]:
+def _book(ctx: typer.Context) -> tuple[CaregiverBook, Store]:
     context = context_of(ctx)
     config = context.config()
     store = context.store()
@@ -57,7 +58,7 @@ def add(
         typer.echo(f"not added: {exc}", err=True)
         raise typer.Exit(2) from None
     finally:
-        store.close()  # type: ignore[attr-defined]
+        store.close()
     out.print(f"caregiver {row.caregiver_id} {row.name} ({ROLES[row.role]}) added")
 
 
@@ -68,7 +69,7 @@ def list_(ctx: typer.Context) -> None:
     try:
         rows = book.all(active_only=False)
     finally:
-        store.close()  # type: ignore[attr-defined]
+        store.close()
     for r in rows:
         state = "active" if r.active else "inactive"
         if r.locked_until and r.locked_until > book.clock():
@@ -84,7 +85,7 @@ def _simple(ctx: typer.Context, caregiver_id: str, action: str) -> None:
         typer.echo(str(exc.args[0]), err=True)
         raise typer.Exit(2) from None
     finally:
-        store.close()  # type: ignore[attr-defined]
+        store.close()
 
 
 @caregiver_app.command("unlock")
@@ -111,5 +112,5 @@ def set_pin(ctx: typer.Context, caregiver_id: str, pin: PinOption) -> None:
         typer.echo(f"not changed: {exc}", err=True)
         raise typer.Exit(2) from None
     finally:
-        store.close()  # type: ignore[attr-defined]
+        store.close()
     out.print(f"{caregiver_id}: PIN changed")

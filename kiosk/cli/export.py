@@ -11,7 +11,14 @@ import typer
 
 from kiosk import STATIC_DIR, TEMPLATES_DIR
 from kiosk.cli.context import context_of
-from kiosk.touchscreen.notices import chart_svg, monthly_report, parse_month, to_csv, to_xlsx
+from kiosk.touchscreen.notices import (
+    MonthlyReport,
+    chart_svg,
+    monthly_report,
+    parse_month,
+    to_csv,
+    to_xlsx,
+)
 
 export_app = typer.Typer(help="Exports for the notice board (公示).", no_args_is_help=True)
 
@@ -22,7 +29,7 @@ class Format(StrEnum):
     HTML = "html"
 
 
-def monthly_html(report: object, site_name: str) -> bytes:
+def monthly_html(report: MonthlyReport, site_name: str) -> bytes:
     """A standalone printable page (no server needed), same template as the touchscreen."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
     from markupsafe import Markup
@@ -36,11 +43,11 @@ def monthly_html(report: object, site_name: str) -> bytes:
     html = env.get_template("monthly_export.html").render(
         site_name=site_name,
         report=report,
-        header=header(report),  # type: ignore[arg-type]
-        rows=table_rows(report),  # type: ignore[arg-type]
-        totals=totals_row(report),  # type: ignore[arg-type]
-        fixed_cols=6 + len(report.slots),  # type: ignore[attr-defined]
-        chart=Markup(chart_svg(report)),  # type: ignore[arg-type]
+        header=header(report),
+        rows=table_rows(report),
+        totals=totals_row(report),
+        fixed_cols=6 + len(report.slots),
+        chart=Markup(chart_svg(report)),
         css=Markup(css),
         printed=dt.datetime.now().astimezone(),
     )

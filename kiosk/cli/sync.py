@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+if TYPE_CHECKING:  # the command imports these when it runs (a fast `kiosk --help`)
+    from kiosk.config import KioskConfig
+    from models.db import Store
+    from sync.client import PlatformClient
+    from sync.uploader import Uploader
 
 from kiosk.cli.context import context_of
 
@@ -49,7 +56,7 @@ def _local(stamp: dt.datetime, zone: dt.tzinfo) -> str:
     return stamp.astimezone(zone).isoformat(timespec="seconds")
 
 
-def _show_status(store, zone: dt.tzinfo) -> None:
+def _show_status(store: Store, zone: dt.tzinfo) -> None:
     from sync.status import sync_status
 
     s = sync_status(store)
@@ -69,7 +76,7 @@ def _show_status(store, zone: dt.tzinfo) -> None:
         out.print(table)
 
 
-def _upload(store, config, data_dir) -> int:
+def _upload(store: Store, config: KioskConfig, data_dir: Path) -> int:
     from kiosk.config import load_secret
     from sync.client import PlatformClient, PlatformError
     from sync.signing import DeviceKeyError, default_key_path, load_device_key
@@ -126,7 +133,9 @@ def _upload(store, config, data_dir) -> int:
         return _reconcile(store, client, uploader, config)
 
 
-def _reconcile(store, client, uploader, config) -> int:
+def _reconcile(
+    store: Store, client: PlatformClient, uploader: Uploader, config: KioskConfig
+) -> int:
     """Compare per-day counts with the platform; re-send what it lacks, now."""
     from sync.client import PlatformError
     from sync.reconcile import reconcile

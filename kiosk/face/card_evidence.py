@@ -129,7 +129,7 @@ class CardEvidence:
         None when the frame holds no face of usable size."""
         import cv2
 
-        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        rgb = np.asarray(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
         with self.worker.lock:
             boxes = detect_faces(rgb, self.worker.face.detect_scale)
             boxes = [b for b in boxes if b.size >= self.min_face_px][:MAX_FACES]

@@ -63,7 +63,10 @@ def detect_faces(image_rgb: Image, scale: float = 0.5, upsample: int = 0) -> lis
     small = (
         image_rgb
         if scale == 1
-        else cv2.resize(image_rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        else np.asarray(  # narrows OpenCV's generic Mat type to the 8-bit image (no copy)
+            cv2.resize(image_rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA),
+            dtype=np.uint8,
+        )
     )
     boxes = []
     for top, right, bottom, left in face_locations(small, upsample):

@@ -87,14 +87,17 @@ EnrolResult = Enrolled | EnrolRefused
 def load_image(path: Path) -> NDArray[np.uint8] | None:
     """RGB, or None when the file is not a readable image."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if bgr is None:
+        return None
+    return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
 def fit_photo(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
     scale = MAX_SIDE_PX / max(image.shape[:2])
     if scale >= 1:
         return image
-    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return np.asarray(small, dtype=np.uint8)  # OpenCV's stubs say Mat; it is 8-bit
 
 
 def face_quality(image_rgb: NDArray[np.uint8], box: FaceBox) -> tuple[float, float]:

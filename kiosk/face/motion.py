@@ -40,7 +40,8 @@ class MotionGate:
         small = cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA)
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
         # The blur keeps sensor noise and compression flicker below pixel_delta.
-        return cv2.GaussianBlur(grey, (3, 3), 0)
+        # np.asarray only narrows OpenCV's generic Mat type to the 8-bit image it is (no copy).
+        return np.asarray(cv2.GaussianBlur(grey, (3, 3), 0), dtype=np.uint8)
 
     def moving(self, frame_bgr: NDArray[np.uint8]) -> bool:
         """True when this frame differs from the previous one (no hold)."""

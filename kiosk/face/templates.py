@@ -203,4 +203,5 @@ class TemplateStore:
         """Consent withdrawn: delete every template of the elder. Returns how many."""
         with self.store.write() as session:
             result = session.execute(delete(FaceTemplate).where(FaceTemplate.elder_id == elder_id))
+            # Session.execute is typed as returning Result; for a DELETE it is a CursorResult.
             return int(result.rowcount or 0)  # type: ignore[attr-defined]

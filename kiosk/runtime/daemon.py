@@ -7,6 +7,7 @@ in order (web server, readers, database) so systemd sees a clean exit.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import threading
@@ -57,7 +58,7 @@ def build_services(
     data_dir: Path,
     readers: list[tuple[ReaderConfig, CardReader]] | None = None,
     store: Store | None = None,
-    clock: Callable | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
 ) -> KioskServices:
     store = store or open_store(data_dir)
     bus = EventBus()

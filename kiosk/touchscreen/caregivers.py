@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from kiosk.config import UiConfig
 from models.db import Store
@@ -157,8 +158,8 @@ class CaregiverBook:
             return list(s.scalars(q))
 
     @staticmethod
-    def _get(s: object, caregiver_id: str) -> Caregiver:
-        row = s.get(Caregiver, caregiver_id)  # type: ignore[attr-defined]
+    def _get(s: Session, caregiver_id: str) -> Caregiver:
+        row = s.get(Caregiver, caregiver_id)
         if row is None:
             raise KeyError(f"no caregiver {caregiver_id}")
         return row

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SECRET_FILE = "web-secret"
 SESSION_COOKIE = "kiosk_session"
@@ -61,11 +62,11 @@ class Signer:
         msg = f"{purpose}\n{body}".encode()
         return _b64(hmac.new(self._key, msg, hashlib.sha256).digest()[:20])
 
-    def sign(self, purpose: str, payload: dict) -> str:
+    def sign(self, purpose: str, payload: dict[str, Any]) -> str:
         body = _b64(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
         return f"{body}.{self._mac(purpose, body)}"
 
-    def verify(self, purpose: str, token: str | None) -> dict | None:
+    def verify(self, purpose: str, token: str | None) -> dict[str, Any] | None:
         if not token or not token.isascii() or token.count(".") != 1:
             return None
         body, mac = token.split(".")

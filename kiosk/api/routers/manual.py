@@ -7,8 +7,6 @@ reason, through the same CheckinService rules as a card.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -16,6 +14,7 @@ from kiosk.api.deps import ServicesDep
 from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
 from kiosk.api.routers.elders import search_elders
 from kiosk.checkin.rules import CheckinRequest, CheckinResult, Method
+from kiosk.runtime.services import KioskServices
 
 router = APIRouter(tags=["manual"])
 
@@ -29,7 +28,9 @@ REASONS = {
 }
 
 
-def _check_in(services: Any, caregiver_id: str, elder_id: str, reason: str) -> CheckinResult:
+def _check_in(
+    services: KioskServices, caregiver_id: str, elder_id: str, reason: str
+) -> CheckinResult:
     if reason not in REASONS:
         raise HTTPException(422, "choose a reason from the list")
     if not elder_id:

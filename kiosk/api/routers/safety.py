@@ -9,7 +9,6 @@ GET /safety/ledger?month=    the printable monthly 台账 (A4 portrait)         
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -18,6 +17,8 @@ from sqlalchemy import select
 from kiosk.api.deps import ServicesDep
 from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
 from kiosk.checkin.schedule import SLOT_LABELS
+from kiosk.config import SlotConfig
+from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.ledgers import (
     CHECK_VALUES,
     INSPECTION_ITEMS,
@@ -39,11 +40,11 @@ router = APIRouter(tags=["safety"])
 SAVED = {"sample": "留样已登记", "inspection": "本周安全检查已登记"}
 
 
-def _meal_slots(services: Any) -> list[Any]:
+def _meal_slots(services: KioskServices) -> list[SlotConfig]:
     return sorted(services.config.slots_for("meal"), key=lambda s: s.start)
 
 
-def _default_slot(services: Any, now: dt.datetime) -> str:
+def _default_slot(services: KioskServices, now: dt.datetime) -> str:
     """The slot open now, else the last one begun today, else the first."""
     slots = _meal_slots(services)
     if not slots:
@@ -52,7 +53,7 @@ def _default_slot(services: Any, now: dt.datetime) -> str:
     return (begun[-1] if begun else slots[0]).name
 
 
-def _first_slot_start(services: Any) -> dt.time | None:
+def _first_slot_start(services: KioskServices) -> dt.time | None:
     slots = _meal_slots(services)
     return slots[0].start if slots else None
 
@@ -82,7 +83,7 @@ def safety_page(
 
 
 def _sample_form(
-    request: Request, services: Any, form: dict[str, str] | None = None, error: str = ""
+    request: Request, services: KioskServices, form: dict[str, str] | None = None, error: str = ""
 ) -> HTMLResponse:
     now = services.now()
     today = now.date()
@@ -152,7 +153,7 @@ def sample_submit(
 
 
 def _inspection_form(
-    request: Request, services: Any, form: dict[str, str] | None = None, error: str = ""
+    request: Request, services: KioskServices, form: dict[str, str] | None = None, error: str = ""
 ) -> HTMLResponse:
     today = services.now().date()
     current = None
