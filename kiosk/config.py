@@ -135,6 +135,12 @@ class WebConfig(Strict):
     # village network.
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    # Host header names the web app answers to besides localhost/127.0.0.1/::1 and `host`
+    # (e.g. the kiosk's LAN name when `host` is 0.0.0.0); anything else gets 400.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Addresses of reverse proxies whose X-Forwarded-For is believed (for the per-screen PIN
+    # limit and the loopback-only routes). Empty: the header is ignored from everyone.
+    trusted_proxies: list[str] = Field(default_factory=list)
 
 
 # Set from the reader entry itself, not from `options`.

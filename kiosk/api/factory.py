@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from kiosk import STATIC_DIR, __version__
-from kiosk.api.pages_common import NeedsCaregiver, login_redirect_url
+from kiosk.api.guards import GuardPolicy, RequestGuard, default_hosts
+from kiosk.api.pages_common import MAX_FORM_BYTES, NeedsCaregiver, login_redirect_url
 from kiosk.api.routers import (
     books,
     camera,
@@ -33,6 +34,8 @@ from kiosk.checkin.metrics import Metrics
 from kiosk.runtime.services import KioskServices
 
 STATIC = STATIC_DIR
+SIMULATE_PREFIX = "/api/simulate"
+SIMULATE_MAX_BYTES = 1024  # a card number and a reader name
 
 
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
@@ -80,4 +83,22 @@ def create_app(services: KioskServices) -> FastAPI:
     app.include_router(card_binding.router)  # /api/card-binding*: bind the next new card
     app.add_exception_handler(NeedsCaregiver, _needs_caregiver)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _add_guards(app, services)
     return app
+
+
+def _add_guards(app: FastAPI, services: KioskServices) -> None:
+    """Host, origin, loopback-only and body-size checks before any body is read; X-Forwarded-For
+    believed only from `web.trusted_proxies` (the daemon runs uvicorn without proxy headers)."""
+    web = services.config.web
+    policy = GuardPolicy(
+        allowed_hosts=default_hosts(web.host, web.allowed_hosts),
+        body_limits=((SIMULATE_PREFIX, SIMULATE_MAX_BYTES),),
+        default_body_limit=MAX_FORM_BYTES,
+        loopback_only=(SIMULATE_PREFIX,),
+    )
+    app.add_middleware(RequestGuard, policy=policy)
+    if web.trusted_proxies:  # added last: outermost, so the guard sees the forwarded peer
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(web.trusted_proxies))

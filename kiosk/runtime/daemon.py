@@ -140,6 +140,8 @@ class Daemon:
                 host=web.host,
                 port=web.port,
                 log_config=None,  # keep our logging setup (journald-friendly)
+                # X-Forwarded-For only from web.trusted_proxies, in the app (kiosk.api.factory)
+                proxy_headers=False,
                 timeout_graceful_shutdown=3,
                 lifespan="off",
             )

@@ -144,10 +144,16 @@ def test_every_state_changing_route_needs_the_caregiver_session(
         bare.post("/caregiver/login", data={"caregiver_id": "C001", "pin": PIN}).status_code == 403
     )
     # The simulated reader answers loopback only.
-    lan = TestClient(app, raise_server_exceptions=False, client=("192.168.1.50", 40000))
+    # A real peer sends a real Host: the kiosk refuses unknown names (DNS rebinding) first.
+    lan = TestClient(
+        app,
+        raise_server_exceptions=False,
+        client=("192.168.1.50", 40000),
+        base_url="http://127.0.0.1:8080",
+    )
     resp = lan.post("/api/simulate/tap", json={"uid": elder_row(1).card_uid})
     assert resp.status_code == 403, resp.text
-    local = TestClient(app, client=("127.0.0.1", 40000))
+    local = TestClient(app, client=("127.0.0.1", 40000), base_url="http://127.0.0.1:8080")
     assert local.post("/api/simulate/tap", json={"uid": elder_row(1).card_uid}).status_code == 202
     figures["security_routes_checked"] = len(routes)
     figures["security_unauthenticated_requests"] = checked

@@ -16,12 +16,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
+from hardware.backoff import Backoff  # the implementation the daemon injects
 from kiosk.api.factory import create_app
 from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.caregivers import CaregiverBook
 from models.db import Store
-from sync.backoff import Backoff
 from sync.client import PlatformClient
+from sync.platform.admin_client import enrol_with_admin
 from sync.platform.app import create_platform_app
 from sync.scheduler import SyncRunner
 from sync.signing import default_key_path, generate_device_key
@@ -113,18 +114,8 @@ def linked(store: Store, tmp_path: Path) -> Iterator[Linked]:
     )
     device_id = "sec-" + uuid.uuid4().hex[:8]
     key = generate_device_key(default_key_path(store.db_path.parent))  # where `kiosk sync` looks
-    with TestClient(app) as operator:
-        reg = operator.post(
-            "/v1/devices",
-            json={
-                "device_id": device_id,
-                "point_id": "ZY-TEST-001",
-                "public_key": key.public_key_b64,
-            },
-            headers={"authorization": f"Bearer {admin}"},
-        )
-        assert reg.status_code == 201, reg.text
-        token = reg.json()["token"]
+    with TestClient(app) as county:  # administrator, operator and enrolment code, as in life
+        token = enrol_with_admin(county, admin, device_id, "ZY-TEST-001", key.public_key_b64)
     client = PlatformClient("http://platform.test", token)
     link = SwitchedLink(
         app, base_url="http://platform.test", headers={"Authorization": f"Bearer {token}"}

@@ -5,6 +5,7 @@ and the screen stops saying 平台连不上 once the platform answers again."""
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -72,8 +73,8 @@ def test_screen_stops_saying_platform_unreachable_once_uploads_succeed(
     _restore(linked)
     assert linked.runner.upload_job() is True
     health = services.health()
-    assert health["sync"]["state"] == "ok", health["sync"]
-    assert "数据上传失败，记录已保存在本机" not in health["problems"]
+    assert health.sync.state == "ok", health.sync
+    assert "数据上传失败，记录已保存在本机" not in health.problems
     bar = status_bar(health, services.now())
     texts = [i["text"] for i in bar["items"]]
     assert "平台连不上" not in texts, texts
@@ -87,11 +88,12 @@ def test_last_success_is_stamped_in_utc(linked: Linked, store: Store) -> None:
     assert last is not None and last.utcoffset() == dt.timedelta(0)
 
 
-def test_status_compares_instants_not_zone_texts(store: Store, tmp_path: Path) -> None:
+def test_status_compares_instants_not_zone_texts(linked: Linked, store: Store) -> None:
     """`kiosk sync` used to stamp in the site zone (+08:00), the daemon in the system zone.
     The later upload (by the daemon, in UTC) must win although its text sorts lower."""
     seed_elders(store)
-    ids = add_records(store, "dev", 2)
+    ids = add_records(store, linked.device_id, 2)
+    assert linked.runner.upload_job() is True  # real receipts: the outbox guard allows restamps
     by_cli = dt.datetime(2026, 12, 2, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))  # 02:00Z
     by_daemon = dt.datetime(2026, 12, 2, 3, 0, tzinfo=dt.UTC)  # an hour later
     with store.write() as s:
@@ -123,11 +125,12 @@ def test_kiosk_sync_reconciles_too(
 
     seed_elders(store)
     add_records(store, linked.device_id, 3)
-    # The platform acknowledged a record it does not hold (lost on its side): pretend so by
-    # marking one record uploaded that was never sent.
-    with store.write() as s:
-        s.execute(update(Outbox).values(uploaded_at=dt.datetime.now(dt.UTC)))
+    assert linked.runner.upload_job() is True
+    # Rows lost on the platform's side after it acknowledged them.
+    with sqlite3.connect(tmp_path / "platform.db") as db:
+        db.execute("DELETE FROM record WHERE device_id = ?", (linked.device_id,))
     assert sync_status(store).pending == 0
+    linked.reconcile_calls.clear()
     monkeypatch.setattr(sync.client, "PlatformClient", lambda *_a, **_k: linked.client)
     monkeypatch.setenv("KIOSK_DEVICE_TOKEN", "unused: the link carries the token")
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
@@ -135,24 +138,25 @@ def test_kiosk_sync_reconciles_too(
     result = CliRunner().invoke(
         cli, ["--config", str(config), "--data-dir", str(store.db_path.parent), "sync"]
     )
-    assert result.exit_code == 0, result.output
     assert linked.reconcile_calls, "kiosk sync did not reconcile"
     assert "3 records re-queued" in result.output, result.output
     assert "re-sent: accepted 3" in result.output, result.output
+    assert result.exit_code == 0, result.output
 
 
-def test_sync_status_shows_the_site_zone(store: Store, tmp_path: Path) -> None:
+def test_sync_status_shows_the_site_zone(linked: Linked, store: Store, tmp_path: Path) -> None:
     from kiosk.cli.main import app as cli
 
     seed_elders(store)
-    ids = add_records(store, "dev", 1)
+    ids = add_records(store, linked.device_id, 1)
+    assert linked.runner.upload_job() is True
     with store.write() as s:
         s.execute(
             update(Outbox)
             .where(Outbox.record_id == ids[0])
             .values(uploaded_at=dt.datetime(2026, 12, 2, 3, 0, tzinfo=dt.UTC))
         )
-    config = _config(tmp_path, "dev")
+    config = _config(tmp_path, linked.device_id)
     result = CliRunner().invoke(
         cli, ["--config", str(config), "--data-dir", str(store.db_path.parent), "sync", "--status"]
     )

@@ -91,13 +91,23 @@ def save_menu(
     services: ServicesDep, caregiver: CaregiverDep, form: CheckedForm
 ) -> RedirectResponse:
     slots = {s.name for s in services.config.meal.slots}
-    for key, value in form.items():
+    entries: list[tuple[dt.date, str, str]] = []
+    for key, value in form.items():  # check every key first: a bad one changes nothing
         if not key.startswith("menu|"):
             continue
-        _, day, slot = key.split("|", 2)
+        parts = key.split("|")
+        if len(parts) != 3:
+            raise HTTPException(422, f"menu field {key[:40]!r}: expected menu|YYYY-MM-DD|slot")
+        _, day_text, slot = parts
+        try:
+            day = dt.date.fromisoformat(day_text)
+        except ValueError:
+            raise HTTPException(422, f"menu field {key[:40]!r}: not a date") from None
         if slot not in slots:
-            raise HTTPException(422, f"unknown slot {slot}")
-        set_menu(services.store, dt.date.fromisoformat(day), slot, value, services.now())
+            raise HTTPException(422, f"unknown slot {slot[:20]!r}")
+        entries.append((day, slot, value))
+    for day, slot, value in entries:
+        set_menu(services.store, day, slot, value, services.now())
     return RedirectResponse("/notices", status_code=303)
 
 
