@@ -21,6 +21,7 @@ from html import escape
 from sqlalchemy import select
 
 from kiosk.checkin.schedule import SLOT_LABELS
+from kiosk.touchscreen.cells import csv_cell, xlsx_row_as_text
 from kiosk.touchscreen.masking import mask_id_number
 from models.db import Store
 from models.tables import Elder, MealRecord, MenuItem
@@ -174,8 +175,9 @@ def to_csv(report: MonthlyReport) -> bytes:
     w = csv.writer(buf)
     w.writerow([report.title])
     w.writerow(header(report))
-    w.writerows(table_rows(report))
-    w.writerow(totals_row(report))
+    # Names and groups come from the roster: never let one be read as a formula.
+    w.writerows([csv_cell(v) for v in row] for row in table_rows(report))
+    w.writerow([csv_cell(v) for v in totals_row(report)])
     return buf.getvalue().encode("utf-8-sig")  # BOM: Excel on a village PC opens it right
 
 
@@ -189,6 +191,7 @@ def to_xlsx(report: MonthlyReport, site_name: str = "") -> bytes:
     ws.title = f"{report.year}-{report.month:02d}"
     cols = header(report)
     ws.append([f"{site_name} {report.title}".strip()])
+    xlsx_row_as_text(ws[1])
     ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(cols))
     ws["A1"].font = Font(bold=True, size=14)
     ws["A1"].alignment = Alignment(horizontal="center")
@@ -197,7 +200,9 @@ def to_xlsx(report: MonthlyReport, site_name: str = "") -> bytes:
         cell.font = Font(bold=True)
     for row in table_rows(report):
         ws.append([None if v == "" else v for v in row])
+        xlsx_row_as_text(ws[ws.max_row])  # a roster name is text, never a formula
     ws.append([None if v == "" else v for v in totals_row(report)])
+    xlsx_row_as_text(ws[ws.max_row])
     for cell in ws[ws.max_row]:
         cell.font = Font(bold=True)
     widths = {1: 6, 2: 10, 3: 10, 4: 20, 5: 9}
