@@ -1,9 +1,11 @@
-"""Fixtures shared by the whole suite: a config, a migrated store, services with a fixed clock."""
+"""Fixtures shared by the whole suite: a config, a migrated store, services with a fixed clock.
+
+Helpers (Clock, elder_row, BASE_CONFIG, processes) live in tests/support; import them from there.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,57 +17,16 @@ from kiosk.ops.storage import open_store
 from kiosk.runtime.daemon import build_services
 from kiosk.runtime.services import KioskServices
 from models.db import Store
-from models.roster import RosterRow, apply_rows
-
-TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
-REPO = Path(__file__).resolve().parent.parent
-
-BASE_CONFIG = """\
-site:
-  point_id: ZY-TEST-001
-  name: 测试助老小院
-device:
-  device_id: test-terminal
-meal:
-  slots:
-    - {name: breakfast, start: "07:00", end: "08:30"}
-    - {name: lunch, start: "11:00", end: "13:30"}
-cleaning:
-  enabled: true
-  slots:
-    - {name: day, start: "08:00", end: "18:00"}
-readers:
-  - {kind: simulated, name: desk}
-"""
+from models.roster import apply_rows
+from tests.support.config import BASE_CONFIG
+from tests.support.paths import REPO, face_data_or_skip  # noqa: F401  REPO: tests/systemd still imports it from here
+from tests.support.roster import TZ, Clock, elder_row
 
 
-class Clock:
-    """A settable clock: the rules depend on the time of day."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def set(self, hhmm: str, day: int = 2) -> None:
-        hours, minutes = map(int, hhmm.split(":"))
-        self.now = dt.datetime(2026, 12, day, hours, minutes, tzinfo=TZ)
-
-
-def elder_row(n: int, **overrides: object) -> RosterRow:
-    fields: dict[str, object] = {
-        "elder_id": f"E{n:04d}",
-        "name": f"老人{n}",
-        "id_number_masked": "141129********0000",
-        "card_uid": f"{0xA0000000 + n:08X}",
-        "group": "一组",
-        "contact_phone": "13800000000",
-        "status": "active",
-        "agreement_signed": True,
-    }
-    fields.update(overrides)
-    return RosterRow(**fields)  # type: ignore[arg-type]
+@pytest.fixture(scope="session")
+def face_data() -> Path:
+    """The shared face photographs (../shared/faces or $KIOSK_FACE_DATA); skips where absent."""
+    return face_data_or_skip()
 
 
 @pytest.fixture

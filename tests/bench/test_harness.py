@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
+from tests.support.pcsc import PCSC_GROUP
 
-pytestmark = pytest.mark.slow
+# pcscd and the vpcd ports are global: one xdist worker runs every test that uses them.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(PCSC_GROUP)]
 
 ROW_KEYS = {"bench", "metric", "ours", "unit", "baseline", "ratio", "budget", "verdict", "n"}
 BENCHMARKS = {"card", "face", "match", "idle", "upload", "ingest", "coldstart"}

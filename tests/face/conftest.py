@@ -1,4 +1,5 @@
-"""Fixtures for the face tests: the real photos in ../shared/faces, encoded once per session."""
+"""Fixtures for the face tests: the real photos (`face_data`, tests/conftest.py), encoded once
+per session."""
 
 from __future__ import annotations
 
@@ -7,18 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.face_tools.dataset import ENV_VAR, FaceSample, find_face_data, load_samples
+from bench.face_tools.dataset import FaceSample, load_samples
 from kiosk.face.matcher import FaceMatcher
-
-
-@pytest.fixture(scope="session")
-def face_data() -> Path:
-    root = find_face_data()
-    if root is None:
-        pytest.skip(
-            f"face photos not found: expected ../shared/faces beside the repository or ${ENV_VAR}"
-        )
-    return root
 
 
 @pytest.fixture(scope="session")

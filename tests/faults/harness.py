@@ -25,8 +25,11 @@ from models.chain import verify_chain
 from models.db import Store
 from models.roster import RosterRow, apply_rows
 from models.tables import MealRecord, Outbox, row_to_dict
-from tests.conftest import REPO
-from tests.kiosk.daemon_proc import free_port, kiosk_command, write_config
+from tests.support.config import write_config
+from tests.support.daemon import kiosk_command
+from tests.support.net import free_port
+from tests.support.paths import REPO
+from tests.support.wait import wait_until
 
 SOAK = os.environ.get("KIOSK_SOAK", "") not in ("", "0")
 START_TIMEOUT_S = 60.0
@@ -36,15 +39,6 @@ _MIGRATE_LOCK = threading.Lock()
 def size(ci: int, soak: int) -> int:
     """A figure for this run: small inside `make test`, big behind `make soak`."""
     return soak if SOAK else ci
-
-
-def wait_for(predicate: Any, what: str, timeout: float = START_TIMEOUT_S) -> None:
-    """A bound on waiting, never an assertion about speed."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
 
 
 @dataclass
@@ -106,7 +100,7 @@ class KioskProc:
 
     def start(self) -> None:
         self.spawn()
-        wait_for(self.up, f"the daemon to answer on {self.base}")
+        wait_until(self.up, f"the daemon to answer on {self.base}", START_TIMEOUT_S)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -25,15 +25,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import elder_row
 from tests.faults.harness import (
     KioskProc,
     Witness,
     check_screen_against_store,
     check_store,
     size,
-    wait_for,
 )
+from tests.support.roster import elder_row
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +115,7 @@ class Lane:
                 self.cycle()
             self.kiosk.start()  # the last restart is checked too
             self.verify()
-            wait_for(lambda: self.kiosk.terminate() == 0, "a clean SIGTERM exit", 30)
+            wait_until(lambda: self.kiosk.terminate() == 0, "a clean SIGTERM exit", 30)
         except BaseException as exc:  # surfaced by the test thread
             errors.append(exc)
         finally:

@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import elder_row
-from tests.faults.harness import KioskProc, Witness, check_store, wait_for
+from tests.faults.harness import KioskProc, Witness, check_store
+from tests.support.roster import elder_row
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +77,7 @@ def tap_until_refused(
             seen = len(witness.snapshot())
             kiosk.tap(client, uid)
             tapped.append(uid)
-            wait_for(lambda n=seen: len(witness.snapshot()) > n, "the tap's event", 20)
+            wait_until(lambda n=seen: len(witness.snapshot()) > n, "the tap's event", 20)
             last = witness.snapshot()[-1]
             if last.get("refusal") == refusal:
                 return witness.snapshot(), tapped
@@ -107,7 +108,7 @@ def served_before_fault(kiosk: KioskProc, witness: Witness, n: int) -> list[str]
     with httpx.Client() as client:
         for i in range(1, n + 1):
             kiosk.tap(client, elder_row(i).card_uid)
-    wait_for(lambda: len(witness.snapshot()) >= n, "the first taps' events", 20)
+    wait_until(lambda: len(witness.snapshot()) >= n, "the first taps' events", 20)
     for e in witness.snapshot()[:n]:
         assert e["outcome"] == "accepted", e
         ids.append(e["record_id"])
@@ -145,7 +146,7 @@ def test_disk_full_refuses_clearly_damages_nothing_and_recovers(
 
     # Free the space: check-in resumes by itself, no restart, no caregiver action.
     ballast.unlink()
-    wait_for(
+    wait_until(
         lambda: health(kiosk)[0] == 200,
         f"health to clear after space was freed: {health(kiosk)}",
         20,
@@ -165,7 +166,7 @@ def tap_until_refused_or_accept(
     with httpx.Client() as client:
         seen = len(witness.snapshot())
         kiosk.tap(client, uid)
-        wait_for(lambda: len(witness.snapshot()) > seen, "the tap's event", 20)
+        wait_until(lambda: len(witness.snapshot()) > seen, "the tap's event", 20)
     return witness.snapshot(), None
 
 
@@ -192,7 +193,7 @@ def test_read_only_filesystem_refuses_damages_nothing_and_recovers(
         kiosk.kill()
         witness.join()
         # (a killed daemon's espeak-ng child may still hold a WAV open for a moment)
-        wait_for(lambda: remount(small_fs, "ro").returncode == 0, "a read-only remount", 20)
+        wait_until(lambda: remount(small_fs, "ro").returncode == 0, "a read-only remount", 20)
         kiosk.start()
         restarted = True
         witness = Witness(kiosk.base)
@@ -213,7 +214,7 @@ def test_read_only_filesystem_refuses_damages_nothing_and_recovers(
     assert 'kiosk_storage_state{state="read_only"} 1' in metrics(kiosk)
 
     assert remount(small_fs, "rw").returncode == 0
-    wait_for(lambda: health(kiosk)[0] == 200, "health to clear after the remount", 20)
+    wait_until(lambda: health(kiosk)[0] == 200, "health to clear after the remount", 20)
     events, _ = tap_until_refused_or_accept(kiosk, witness, elder_row(10).card_uid)
     assert events[-1]["outcome"] == "accepted", events[-1]
     facts = check_store(kiosk.db_path)

@@ -33,7 +33,6 @@ from kiosk.ops.storage import nightly
 from models.db import Store
 from models.roster import apply_rows
 from sync.signing import generate_device_key
-from tests.conftest import elder_row
 from tests.faults.harness import (
     KioskProc,
     Witness,
@@ -42,8 +41,9 @@ from tests.faults.harness import (
     percentile,
     rss_and_fds,
     size,
-    wait_for,
 )
+from tests.support.roster import elder_row
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +111,7 @@ def test_lunch_rush_two_readers_and_bursts(tmp_path: Path, figures: dict[str, An
             t.start()
         for t in threads:
             t.join()
-        wait_for(lambda: len(witness.snapshot()) >= len(rush), "every rush tap's event", 60)
+        wait_until(lambda: len(witness.snapshot()) >= len(rush), "every rush tap's event", 60)
         rush_s = time.monotonic() - started
 
         # Bursts: 20 taps a second, paced, fresh cards and a few repeats.
@@ -125,7 +125,7 @@ def test_lunch_rush_two_readers_and_bursts(tmp_path: Path, figures: dict[str, An
                     time.sleep(delay)
                 tapper.tap(client, uid, "desk" if i % 2 else "door")
         total = len(rush) + len(burst_cards)
-        wait_for(lambda: len(witness.snapshot()) >= total, "every burst tap's event", 60)
+        wait_until(lambda: len(witness.snapshot()) >= total, "every burst tap's event", 60)
 
         events = witness.snapshot()
         assert len(events) == total, f"{total} taps, {len(events)} events: a tap was lost"
@@ -163,7 +163,7 @@ def trend_ok(samples: list[int], slack: float, absolute: int) -> tuple[bool, str
 def test_compressed_day_uploads_roster_maintenance_no_growth(
     tmp_path: Path, figures: dict[str, Any]
 ) -> None:
-    from tests.sync.conftest import start_platform
+    from tests.support.platform import start_platform
 
     platform = start_platform(f"sqlite:///{tmp_path / 'platform.db'}", tmp_path)
     kiosk = None
@@ -220,7 +220,7 @@ def test_compressed_day_uploads_roster_maintenance_no_growth(
                     assert report.integrity == "ok", report
                     maintenance += 1
                 store.close()
-                wait_for(
+                wait_until(
                     lambda n=n: len(witness.snapshot()) >= (n + 1) * (per_round + 1),
                     "the round's events",
                     30,
@@ -229,7 +229,7 @@ def test_compressed_day_uploads_roster_maintenance_no_growth(
                 rss.append(r)
                 fds.append(f)
         total = DAY_ROUNDS * per_round
-        wait_for(
+        wait_until(
             lambda: platform.records(device_id)["count"] == total,
             "the daemon to upload every record",
             120,
@@ -241,7 +241,7 @@ def test_compressed_day_uploads_roster_maintenance_no_growth(
         assert len(facts.records) == total
         remote = platform.records(device_id)
         assert remote["distinct_ids"] == total and remote["broken_links"] == []
-        wait_for(
+        wait_until(
             lambda: all(
                 o["uploaded_at"] is not None
                 for o in check_store(kiosk.db_path, all_unsent=False).outbox.values()

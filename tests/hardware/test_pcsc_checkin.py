@@ -16,10 +16,14 @@ import pytest
 
 from hardware.card_uid import normalise
 from hardware.vpcd_card import VirtualCard
-from tests.conftest import REPO, elder_row
-from tests.kiosk.daemon_proc import kiosk_command, start_daemon, stop_daemon, write_config
+from tests.support.config import write_config
+from tests.support.daemon import kiosk_command, start_daemon, stop_daemon
+from tests.support.paths import REPO
+from tests.support.pcsc import PCSC_GROUP
+from tests.support.roster import elder_row
 
-pytestmark = pytest.mark.slow
+# pcscd and the vpcd ports are global: one xdist worker runs every test that uses them.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(PCSC_GROUP)]
 
 UID = "04A23B1C"
 PCSC_READER = (

@@ -6,13 +6,15 @@ import signal
 import time
 
 import pytest
-from conftest import Pcscd, take_away, wait_until
 
 from hardware.cards import ReaderState
 from hardware.pcsc_reader import PcscReader, probe
 from hardware.vpcd_card import READER_0, READER_1, VirtualCard
+from tests.support.pcsc import PCSC_GROUP, Pcscd, take_away
+from tests.support.wait import wait_until
 
-pytestmark = pytest.mark.slow
+# pcscd and the vpcd ports are global: one xdist worker runs every test that uses them.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(PCSC_GROUP)]
 
 UID_A = "04A23B1C"
 UID_B = "04C7D2E2805D11"  # a 7-byte UID (MIFARE Ultralight / NTAG style)
@@ -121,7 +123,7 @@ def test_pcscd_restart_mid_run_recovers(vpcd: Pcscd, running) -> None:
         wait_until(lambda: r.status().state is ReaderState.ERROR)
         assert "SCARD_E_NO_SERVICE" in r.status().detail or "pcscd" in r.status().detail
         vpcd.start()
-        wait_until(lambda: r.status().state is ReaderState.OK, 5)
+        wait_until(lambda: r.status().state is ReaderState.OK, timeout=5)
         with VirtualCard(UID_C):
             assert r.next_tap().uid == UID_C
 
@@ -174,7 +176,7 @@ def test_stop_is_prompt_and_reported(vpcd: Pcscd, running) -> None:
 
 def test_probe_lists_readers_and_the_card_uid(vpcd: Pcscd) -> None:
     with VirtualCard(UID_B, slot=1):
-        result = wait_until(lambda: (p := probe()).cards and p, 3)
+        result = wait_until(lambda: (p := probe()).cards and p, timeout=3)
     assert result.service == "ok"
     assert result.readers == [READER_0, READER_1]
     assert result.cards == {READER_1: UID_B}

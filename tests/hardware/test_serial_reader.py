@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
 
 from hardware.cards import ReaderState
 from hardware.serial_reader import FrameDecoder, SerialReader
+from tests.support.wait import wait_until
 
 RDM6300_FRAME = b"\x020A0012D68749\x03"  # checksum 49 = 0A^00^12^D6^87
 

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
 from evdev import InputEvent, ecodes
 
 from hardware.cards import ReaderState
 from hardware.wedge_reader import KeyAssembler, WedgeReader
+from tests.support.wait import wait_until
 
 KEY_FOR = {
     **{str(d): getattr(ecodes, f"KEY_{d}") for d in range(10)},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import pytest
@@ -11,27 +10,7 @@ from fastapi.testclient import TestClient
 from kiosk.api.factory import create_app
 from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.caregivers import CaregiverBook
-from tests.kiosk.ui_browser import CHROMIUM, CHROMIUM_ARGS, PIN, VIEWPORT, skip_without_chromium
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html) or re.search(
-        r'name="csrf-token" content="([^"]+)"', html
-    )
-    assert match, "no CSRF token on the page"
-    return match.group(1)
-
-
-def sign_in_client(client: TestClient, next_path: str, pin: str = PIN) -> str:
-    """Log caregiver C001 in; returns the CSRF token for the forms that follow."""
-    token = csrf_of(client.get("/caregiver/login").text)
-    resp = client.post(
-        "/caregiver/login",
-        data={"csrf": token, "caregiver_id": "C001", "pin": pin, "next": next_path},
-        follow_redirects=False,
-    )
-    assert resp.status_code == 303, resp.text
-    return token
+from tests.support.ui import CHROMIUM, CHROMIUM_ARGS, PIN, VIEWPORT, skip_without_chromium
 
 
 @pytest.fixture

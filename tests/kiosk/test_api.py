@@ -17,7 +17,7 @@ from kiosk.checkin.rules import CheckinRequest, Method
 from kiosk.runtime.daemon import card_tap_handler
 from kiosk.runtime.services import KioskServices
 from models.db import Store
-from tests.conftest import Clock, elder_row
+from tests.support.roster import Clock, elder_row
 
 
 @pytest.fixture

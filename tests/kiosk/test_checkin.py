@@ -12,7 +12,7 @@ from kiosk.checkin.rules import CheckinRequest, Method, Outcome, Refusal
 from kiosk.runtime.services import KioskServices
 from models.chain import verify_chain
 from models.tables import AuditEvent, MealRecord, Outbox, row_to_dict
-from tests.conftest import Clock, elder_row
+from tests.support.roster import Clock, elder_row
 
 
 def card(n: int, service: str = "meal") -> CheckinRequest:

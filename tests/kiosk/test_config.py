@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from kiosk.config import ConfigError, load_config, load_secret, parse_config
-from tests.conftest import BASE_CONFIG, REPO
+from tests.support.config import BASE_CONFIG
+from tests.support.paths import REPO
 
 
 def problems(text: str) -> list[str]:

@@ -14,13 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO, elder_row
-from tests.kiosk.daemon_proc import (
-    kiosk_command,
-    start_daemon,
-    stop_daemon,
-    write_config,
-)
+from tests.support.config import write_config
+from tests.support.daemon import kiosk_command, start_daemon, stop_daemon
+from tests.support.paths import REPO
+from tests.support.roster import elder_row
 
 pytestmark = pytest.mark.slow
 

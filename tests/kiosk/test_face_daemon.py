@@ -20,14 +20,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from bench.face_tools.dataset import CLIP, ENV_VAR, find_face_data
+from bench.face_tools.dataset import CLIP
 from kiosk.face.enrol import Enrolled, Enroller, load_image
 from kiosk.face.templates import FaceKey, TemplateStore
 from kiosk.ops.storage import open_store
 from models.db import Store
 from models.tables import MealRecord
-from tests.conftest import elder_row
-from tests.kiosk.daemon_proc import start_daemon
+from tests.support.daemon import start_daemon
+from tests.support.roster import elder_row
 
 pytestmark = pytest.mark.slow
 
@@ -35,11 +35,10 @@ LIN, OBAMA, BIDEN = "E0001", "E0002", "E0003"
 
 
 @pytest.fixture(scope="module")
-def faces() -> Path:
-    root = find_face_data()
-    if root is None or not (root / CLIP).exists():
-        pytest.skip(f"face photos not found: expected ../shared/faces or ${ENV_VAR}")
-    return root
+def faces(face_data: Path) -> Path:
+    if not (face_data / CLIP).exists():
+        pytest.skip(f"{CLIP} not found in {face_data}")
+    return face_data
 
 
 def start_kiosk(tmp_path: Path, faces: Path, enrol: dict[str, str]) -> tuple[Any, str, Path]:

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench.face_tools.dataset import ENV_VAR, find_face_data
 from kiosk.cli.main import app
 from kiosk.face.enrol import Enrolled, Enroller, EnrolRefusal, EnrolRefused, load_image
 from kiosk.face.templates import FaceKey, FaceKeyError, TemplateStore
 from kiosk.ops.storage import open_store
 from models.roster import apply_rows
-from tests.conftest import BASE_CONFIG, TZ, elder_row
+from tests.support.config import BASE_CONFIG
+from tests.support.roster import TZ, elder_row
 
 NOW = dt.datetime(2026, 12, 2, 10, 0, tzinfo=TZ)
 TRAIN = {  # elder id -> enrolment photos (the five people of train/)
@@ -34,11 +34,8 @@ TRAIN = {  # elder id -> enrolment photos (the five people of train/)
 
 
 @pytest.fixture(scope="module")
-def faces() -> Path:
-    root = find_face_data()
-    if root is None:
-        pytest.skip(f"face photos not found: expected ../shared/faces or ${ENV_VAR}")
-    return root
+def faces(face_data: Path) -> Path:
+    return face_data
 
 
 def new_data_dir(path: Path, n_elders: int = 7) -> Path:

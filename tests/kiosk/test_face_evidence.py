@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from bench.face_tools.dataset import ENV_VAR, find_face_data
 from hardware.camera import CameraState, CameraStatus
 from hardware.cards import CardTap
 from hardware.simulated import SimulatedReader
@@ -32,7 +31,8 @@ from kiosk.runtime.services import KioskServices
 from models.db import Store
 from models.roster import apply_rows
 from models.tables import AuditEvent, MealRecord
-from tests.conftest import BASE_CONFIG, Clock, elder_row
+from tests.support.config import BASE_CONFIG
+from tests.support.roster import Clock, elder_row
 
 DESK = ReaderConfig(kind="simulated", name="desk")
 OBAMA_CARD, BIDEN_CARD, UNENROLLED_CARD = (elder_row(n).card_uid for n in (1, 2, 6))
@@ -65,11 +65,9 @@ class FakeCamera:
 
 
 @pytest.fixture(scope="module")
-def photos() -> dict[str, Any]:
+def photos(face_data: Path) -> dict[str, Any]:
     """Frames (640 px wide, BGR) and enrolment encodings, computed once."""
-    root = find_face_data()
-    if root is None:
-        pytest.skip(f"face photos not found: expected ../shared/faces or ${ENV_VAR}")
+    root = face_data
 
     def frame(rel: str) -> np.ndarray:
         rgb = load_image(root / rel)
@@ -133,7 +131,7 @@ def last_event(services: KioskServices) -> dict[str, Any]:
 
 @pytest.fixture
 def clock() -> Clock:
-    from tests.conftest import TZ
+    from tests.support.roster import TZ
 
     return Clock(dt.datetime(2026, 12, 2, 11, 30, tzinfo=TZ))
 

@@ -20,7 +20,8 @@ from kiosk.ops.storage import (
     restore,
 )
 from kiosk.runtime.services import KioskServices
-from tests.conftest import REPO, Clock, elder_row
+from tests.support.paths import REPO
+from tests.support.roster import Clock, elder_row
 
 
 def count(db: Path) -> int:

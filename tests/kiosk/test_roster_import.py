@@ -16,7 +16,8 @@ from kiosk.ops.roster_import import RosterError, check_id_number, import_roster
 from models.db import Store
 from models.roster import pinyin_initials
 from models.tables import AuditEvent, Card, Elder
-from tests.conftest import REPO, TZ
+from tests.support.paths import REPO
+from tests.support.roster import TZ
 
 NOW = dt.datetime(2026, 12, 2, 9, 0, tzinfo=TZ)
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)

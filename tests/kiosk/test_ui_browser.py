@@ -7,16 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.kiosk.daemon_proc import stop_daemon
-from tests.kiosk.ui_browser import (
-    ARTIFACTS,
-    PIN,
-    VIEWPORT,
-    Kiosk,
-    check_legible,
-    shot,
-    start_kiosk,
-)
+from tests.support.daemon import stop_daemon
+from tests.support.ui import ARTIFACTS, PIN, VIEWPORT, Kiosk, check_legible, shot, start_kiosk
 
 pytestmark = pytest.mark.slow
 

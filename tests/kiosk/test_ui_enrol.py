@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,14 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from bench.face_tools.dataset import find_face_data
 from hardware.cards import CardTap
 from kiosk.config import ReaderConfig
 from kiosk.runtime.daemon import card_tap_handler
 from kiosk.runtime.services import KioskServices
 from models.tables import AuditEvent, Card, FaceTemplate, MealRecord
-from tests.conftest import Clock
-from tests.kiosk.conftest import sign_in_client
+from tests.support.roster import Clock
+from tests.support.ui import sign_in_client
 
 DESK = ReaderConfig(kind="simulated", name="desk")
 
@@ -119,10 +119,8 @@ def test_concurrent_taps_bind_one_card_only(services: KioskServices) -> None:
 
 
 @pytest.fixture
-def photo() -> np.ndarray:
-    root = find_face_data()
-    if root is None:
-        pytest.skip("face photos not found (../shared/faces)")
+def photo(face_data: Path) -> np.ndarray:
+    root = face_data
     bgr = cv2.imread(str(root / "train" / "obama" / "obama.jpg"))
     assert bgr is not None
     return bgr

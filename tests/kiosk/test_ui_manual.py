@@ -15,10 +15,9 @@ from kiosk.cli.main import app as cli_app
 from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.caregivers import CaregiverBook, PinError, hash_pin, verify_pin
 from models.tables import AuditEvent, Caregiver, MealRecord
-from tests.conftest import Clock
-from tests.kiosk.conftest import csrf_of
-
-PIN = "2580"
+from tests.support.roster import Clock
+from tests.support.ui import PIN, csrf_of
+from tests.support.ui import try_sign_in as sign_in
 
 
 @pytest.fixture
@@ -32,17 +31,6 @@ def book(services: KioskServices) -> CaregiverBook:
 def client(services: KioskServices, book: CaregiverBook) -> Iterator[TestClient]:
     with TestClient(create_app(services)) as client:
         yield client
-
-
-def sign_in(client: TestClient, pin: str = PIN) -> str:
-    page = client.get("/caregiver/login?next=/manual")
-    token = csrf_of(page.text)
-    resp = client.post(
-        "/caregiver/login",
-        data={"csrf": token, "caregiver_id": "C001", "pin": pin, "next": "/manual"},
-        follow_redirects=False,
-    )
-    return resp.text if resp.status_code != 303 else "ok"
 
 
 def test_pins_are_salted_scrypt_hashes(services: KioskServices, book: CaregiverBook) -> None:
@@ -136,7 +124,7 @@ def test_a_forged_session_cookie_is_refused(client: TestClient) -> None:
 
 
 def test_cli_adds_a_caregiver_with_a_hashed_pin(tmp_path: Path) -> None:
-    from tests.conftest import BASE_CONFIG
+    from tests.support.config import BASE_CONFIG
 
     config = tmp_path / "config.yaml"
     config.write_text(BASE_CONFIG, encoding="utf-8")

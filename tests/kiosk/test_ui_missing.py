@@ -14,7 +14,7 @@ from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.masking import mask_id_number, mask_name, mask_phone
 from kiosk.touchscreen.missing import missing_diners
 from models.roster import apply_rows
-from tests.conftest import TZ, Clock, elder_row
+from tests.support.roster import TZ, Clock, elder_row
 
 
 @pytest.fixture

@@ -18,8 +18,10 @@ from kiosk.cli.main import app as cli_app
 from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.caregivers import CaregiverBook
 from kiosk.touchscreen.notices import chart_svg, monthly_report
-from tests.conftest import BASE_CONFIG, TZ, Clock, elder_row
-from tests.kiosk.test_ui_manual import PIN, csrf_of, sign_in
+from tests.support.config import BASE_CONFIG
+from tests.support.roster import TZ, Clock, elder_row
+from tests.support.ui import PIN, csrf_of
+from tests.support.ui import try_sign_in as sign_in
 
 
 def eat(services: KioskServices, clock: Clock, n: int, day: int, hhmm: str = "11:30") -> None:

@@ -26,8 +26,8 @@ from kiosk.touchscreen.statusbar import status_bar
 from models.tables import AuditEvent, FoodSample, SafetyInspection
 from sync.heartbeat import HeartbeatExtras, build_heartbeat
 from sync.wire import Heartbeat
-from tests.conftest import Clock
-from tests.kiosk.conftest import sign_in_client
+from tests.support.roster import Clock
+from tests.support.ui import sign_in_client
 
 ALL_OK = {f"check_{k}": "ok" for k in ("building", "electricity", "gas", "extinguishers", "exits")}
 

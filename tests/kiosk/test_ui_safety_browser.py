@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from bench.face_tools.dataset import find_face_data
-from tests.kiosk.daemon_proc import start_daemon, stop_daemon
-from tests.kiosk.ui_browser import (
+from tests.support.daemon import start_daemon, stop_daemon
+from tests.support.paths import face_data_dir
+from tests.support.ui import (
     PIN,
     ROSTER,
     Kiosk,
@@ -35,7 +35,7 @@ READERS = (
 def kiosk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kiosk]:
     skip_without_chromium()
     tmp = tmp_path_factory.mktemp("safety-ui")
-    faces = find_face_data()
+    faces = face_data_dir()
     camera = ""
     if faces is not None and (faces / "short_hamilton_clip.mp4").exists():
         clip = faces / "short_hamilton_clip.mp4"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from kiosk.checkin.rules import CheckinRequest, Method
 from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.speech import build_speaker, listener, prompt_for
-from tests.conftest import elder_row
+from tests.support.roster import elder_row
 
 
 def test_prompts_follow_the_results(services: KioskServices) -> None:

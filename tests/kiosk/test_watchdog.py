@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from kiosk.runtime.sdnotify import Notifier
-from tests.conftest import elder_row
-from tests.kiosk.daemon_proc import start_daemon, stop_daemon
+from tests.support.daemon import start_daemon, stop_daemon
+from tests.support.roster import elder_row
 
 pytestmark = pytest.mark.slow
 

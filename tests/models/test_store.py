@@ -22,7 +22,8 @@ from models.migrate import head_revision
 from models.records import append_record, uuid7
 from models.tables import Base, Elder, MealRecord, row_to_dict
 from tests.models.old_release import old_release_records
-from tests.conftest import REPO, TZ
+from tests.support.paths import REPO
+from tests.support.roster import TZ
 
 NOW = dt.datetime(2026, 12, 2, 11, 30, tzinfo=TZ)
 

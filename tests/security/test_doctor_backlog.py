@@ -9,7 +9,7 @@ import datetime as dt
 from kiosk.checkin.rules import CheckinRequest, Method
 from kiosk.ops.doctor import Level, check_outbox
 from kiosk.runtime.services import KioskServices
-from tests.conftest import TZ
+from tests.support.roster import TZ
 
 
 def test_backlog_line_with_unsent_records_does_not_crash(services: KioskServices) -> None:

@@ -18,9 +18,10 @@ from hardware.backoff import Backoff, backoff_delay
 from models.tables import Outbox
 from sync.client import parse_retry_after
 from sync.uploader import pending_count
-from tests.conftest import REPO
-from tests.sync.conftest import Kiosk, Platform, add_records
-from tests.sync.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy
+from tests.support.outbox import Kiosk, add_records
+from tests.support.paths import REPO
+from tests.support.platform import Platform
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +74,7 @@ def test_power_cut_after_platform_stored_before_kiosk_marked(
     answered = threading.Event()
     proxy.add(("hold", answered))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.sync.upload_once", str(kiosk.store.db_path), proxy.url,
+        [sys.executable, "-m", "tests.support.upload_once", str(kiosk.store.db_path), proxy.url,
          kiosk.token, str(kiosk.key_path), kiosk.device_id],
         cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,

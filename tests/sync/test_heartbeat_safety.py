@@ -6,8 +6,9 @@ import datetime as dt
 from typing import Any
 
 from sync.heartbeat import HeartbeatExtras, build_heartbeat
-from tests.conftest import TZ
-from tests.sync.conftest import Kiosk, Platform
+from tests.support.outbox import Kiosk
+from tests.support.platform import Platform
+from tests.support.roster import TZ
 
 NOW = dt.datetime(2026, 12, 2, 13, 0, tzinfo=TZ)
 

@@ -8,31 +8,22 @@ import pytest
 from typer.testing import CliRunner
 
 from kiosk.cli.main import app
-from tests.sync.conftest import Kiosk, Platform, add_records
+from tests.support.config import write_config
+from tests.support.outbox import Kiosk, add_records
+from tests.support.platform import Platform
 
 pytestmark = pytest.mark.slow
-
-
-def write_config(tmp_path: Path, device_id: str, url: str) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        f"""\
-site: {{point_id: ZY-T, name: 同步测试小院}}
-device: {{device_id: {device_id}}}
-meal:
-  slots: [{{name: lunch, start: "10:00", end: "14:00"}}]
-platform: {{url: "{url}", batch_size: 40}}
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 def test_sync_command_uploads_and_reports(
     sqlite_platform: Platform, kiosk: Kiosk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     add_records(kiosk.store, kiosk.device_id, 100)
-    config = write_config(tmp_path, kiosk.device_id, sqlite_platform.url)
+    config = write_config(
+        tmp_path,
+        device_id=kiosk.device_id,
+        extra=f'platform: {{url: "{sqlite_platform.url}", batch_size: 40}}\n',
+    )
     monkeypatch.setenv("KIOSK_DEVICE_TOKEN", kiosk.token)
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     runner = CliRunner()
@@ -54,7 +45,11 @@ def test_sync_command_uploads_and_reports(
 def test_sync_without_token_says_so(
     kiosk: Kiosk, sqlite_platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = write_config(tmp_path, kiosk.device_id, sqlite_platform.url)
+    config = write_config(
+        tmp_path,
+        device_id=kiosk.device_id,
+        extra=f'platform: {{url: "{sqlite_platform.url}", batch_size: 40}}\n',
+    )
     monkeypatch.delenv("KIOSK_DEVICE_TOKEN", raising=False)
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     result = CliRunner().invoke(

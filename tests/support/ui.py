@@ -1,23 +1,25 @@
-"""Helpers for the browser tests: Debian's chromium through Playwright, a seeded daemon."""
+"""Helpers for the UI tests (touchscreen pages): Debian's chromium through Playwright, a seeded daemon, and the
+caregiver sign-in of the in-process app."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
+import re
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from kiosk.checkin.rules import CheckinRequest, CheckinService, Method
 from kiosk.config import load_config
-from kiosk.runtime.daemon import open_store
+from kiosk.ops.storage import open_store
 from kiosk.touchscreen.caregivers import CaregiverBook
-from tests.conftest import REPO, elder_row
-from tests.kiosk.daemon_proc import kiosk_command, start_daemon, stop_daemon
+from tests.support.daemon import spawn_daemon, start_daemon, stop_daemon, wait_healthy
+from tests.support.paths import REPO
+from tests.support.roster import elder_row
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -61,21 +63,8 @@ class Kiosk:
     def restart(self) -> None:
         """Kill -9 and start again on the same port and data: the page must recover alone."""
         stop_daemon(self.proc)
-        self.proc = subprocess.Popen(
-            kiosk_command(self.tmp / "config.yaml", self.tmp / "data", "run"),
-            cwd=REPO,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/api/health", timeout=1).status_code in (200, 503):
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        pytest.fail("daemon did not come back")
+        self.proc = spawn_daemon(self.tmp / "config.yaml", self.tmp / "data")
+        wait_healthy(self.proc, self.base)
 
 
 def seed_history(tmp: Path, days: int = 5) -> None:
@@ -145,3 +134,34 @@ def shot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))
     return path
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html) or re.search(
+        r'name="csrf-token" content="([^"]+)"', html
+    )
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def sign_in_client(client: TestClient, next_path: str = "/", pin: str = PIN) -> str:
+    """Log caregiver C001 in; returns the CSRF token for the forms that follow."""
+    token = csrf_of(client.get("/caregiver/login").text)
+    resp = client.post(
+        "/caregiver/login",
+        data={"csrf": token, "caregiver_id": "C001", "pin": pin, "next": next_path},
+        follow_redirects=False,
+    )
+    assert resp.status_code == 303, resp.text
+    return token
+
+
+def try_sign_in(client: TestClient, pin: str = PIN, next_path: str = "/manual") -> str:
+    """Try to log caregiver C001 in: "ok" when the login redirects, else the page it shows."""
+    token = csrf_of(client.get(f"/caregiver/login?next={next_path}").text)
+    resp = client.post(
+        "/caregiver/login",
+        data={"csrf": token, "caregiver_id": "C001", "pin": pin, "next": next_path},
+        follow_redirects=False,
+    )
+    return resp.text if resp.status_code != 303 else "ok"
