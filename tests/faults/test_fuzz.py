@@ -40,9 +40,10 @@ from sync.client import PlatformClient, PlatformError
 from sync.platform.app import create_platform_app
 from sync.roster_pull import current_roster_version, pull_roster
 from sync.signing import PlatformVerifier
-from tests.conftest import BASE_CONFIG, TZ
 from tests.faults.harness import check_store, size
 from tests.faults.openapi_fuzz import ANY_JSON, NASTY_TEXT, SchemaGen, operations, requests_for
+from tests.support.config import BASE_CONFIG
+from tests.support.roster import TZ
 
 EXAMPLES = size(25, 250)
 FUZZ = settings(

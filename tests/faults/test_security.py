@@ -41,9 +41,11 @@ from sync.client import PlatformClient
 from sync.platform.app import create_platform_app
 from sync.signing import generate_device_key
 from sync.uploader import Uploader
-from tests.conftest import REPO, elder_row
-from tests.faults.harness import KioskProc, wait_for
-from tests.sync.conftest import add_records, seed_elders
+from tests.faults.harness import KioskProc
+from tests.support.outbox import add_records, seed_elders
+from tests.support.paths import REPO
+from tests.support.roster import elder_row
+from tests.support.wait import wait_until
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 LOGIN_EXCEPTIONS = {"/caregiver/login", "/caregiver/logout"}
@@ -193,7 +195,7 @@ def secret_forms(value: str) -> list[str]:
 def test_secrets_never_reach_logs_metrics_or_health(
     tmp_path: Path, figures: dict[str, Any]
 ) -> None:
-    from tests.sync.conftest import start_platform
+    from tests.support.platform import start_platform
 
     platform = start_platform(f"sqlite:///{tmp_path / 'platform.db'}", tmp_path)
     try:
@@ -241,7 +243,9 @@ def test_secrets_never_reach_logs_metrics_or_health(
             csrf = c.cookies.get("kiosk_csrf")
             for pin in (WRONG_PIN, PIN):
                 c.post("/caregiver/login", data={"csrf": csrf, "caregiver_id": cid, "pin": pin})
-            wait_for(lambda: platform.records(device_id)["count"] == 3, "the daemon to upload", 60)
+            wait_until(
+                lambda: platform.records(device_id)["count"] == 3, "the daemon to upload", 60
+            )
             texts = {
                 "metrics": c.get("/metrics").text,
                 "health": c.get("/api/health").text,

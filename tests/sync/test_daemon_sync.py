@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from kiosk.ops.provision import provision
-from tests.conftest import elder_row
-from tests.kiosk.daemon_proc import start_daemon, stop_daemon
-from tests.sync.conftest import ADMIN_TOKEN, Platform
+from tests.support.daemon import start_daemon, stop_daemon
+from tests.support.platform import ADMIN_TOKEN, Platform
+from tests.support.roster import elder_row
 
 pytestmark = pytest.mark.slow
 

@@ -23,9 +23,11 @@ from sync.roster_pull import current_roster_version, pull_roster
 from sync.scheduler import SyncRunner, start_sync_jobs
 from sync.signing import PlatformVerifier, generate_device_key
 from sync.uploader import pending_count
-from tests.conftest import TZ, Clock
-from tests.sync.conftest import Kiosk, Platform, add_records, wait_until
-from tests.sync.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy
+from tests.support.outbox import Kiosk, add_records
+from tests.support.platform import Platform
+from tests.support.roster import TZ, Clock
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 NOW = dt.datetime(2026, 12, 2, 11, 30, tzinfo=TZ)
@@ -330,9 +332,11 @@ def test_start_sync_jobs_runs_every_job(platform: Platform, kiosk: Kiosk) -> Non
         now = dt.datetime.now(dt.UTC)
         for job in jobs.scheduler.get_jobs():
             job.modify(next_run_time=now)
-        wait_until(lambda: pending_count(kiosk.store) == 0, "the upload job")
-        wait_until(lambda: current_roster_version(kiosk.store) >= 1, "the roster job")
-        wait_until(lambda: jobs.runner.state.last_success_at is not None, "a job success")
+        wait_until(lambda: pending_count(kiosk.store) == 0, "the upload job", timeout=60)
+        wait_until(lambda: current_roster_version(kiosk.store) >= 1, "the roster job", timeout=60)
+        wait_until(
+            lambda: jobs.runner.state.last_success_at is not None, "a job success", timeout=60
+        )
     finally:
         jobs.shutdown()
     assert platform.records(kiosk.device_id)["count"] == 7

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from models.tables import AuditEvent, MealRecord, Outbox
 from sync.uploader import pending_count
 from sync.wire import RecordBatch, WireRecord
-from tests.sync.conftest import Kiosk, Platform, add_records
+from tests.support.outbox import Kiosk, add_records
+from tests.support.platform import Platform
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +118,7 @@ def test_locally_edited_record_is_rejected_and_kept(platform: Platform, kiosk: K
 
 
 def test_rehashed_edit_breaks_the_chain_at_the_platform(platform: Platform, kiosk: Kiosk) -> None:
-    """An editor who also recomputes the hash still cannot link the next record to it."""
+    """An editor who also recomputes the hash cannot sign it: the platform refuses the record."""
     from models.chain import link_hash
 
     add_records(kiosk.store, kiosk.device_id, 6)
@@ -131,13 +132,14 @@ def test_rehashed_edit_breaks_the_chain_at_the_platform(platform: Platform, kios
         f"UPDATE meal_record SET slot = 'dinner', hash = '{new_hash}' WHERE seq = 3",
     )
     result = kiosk.uploader(platform.url).run_round()
-    # seq 3 itself verifies (hash and signature made on the device); seq 4 no longer links.
+    # Records are signed when inserted: the recomputed hash carries no valid signature, so the
+    # edited record itself is refused as forged (and seq 4 waits behind a gap).
     assert result.rejected == 1
     rows = outbox(kiosk)
     with kiosk.store.read() as session:
-        four = session.scalars(select(MealRecord.record_id).where(MealRecord.seq == 4)).one()
-    assert "chain_break" in (rows[four].rejected_reason or "")
-    assert "chain_break" in {a["kind"] for a in platform.alerts(kiosk.device_id)}
+        three = session.scalars(select(MealRecord.record_id).where(MealRecord.seq == 3)).one()
+    assert (rows[three].rejected_reason or "").startswith("forged")
+    assert "forged" in {a["kind"] for a in platform.alerts(kiosk.device_id)}
 
 
 def test_deleted_record_shows_as_gap(platform: Platform, kiosk: Kiosk) -> None:
