@@ -62,6 +62,10 @@ async def register(
 ) -> DeviceRegistered:
     """Enrol a terminal: `Authorization: Bearer <one-time enrolment code>`."""
     code = bearer(authorization)
+    # Authenticate before reading the body: an unknown code is refused unread.
+    with state.sessions() as session:
+        if session.get(EnrolmentCode, code_digest(code)) is None:
+            raise HTTPException(401, "unknown enrolment code")
     reg = await read_model(request, DeviceRegistration, SMALL_CAP)
     try:
         key = public_key_from_b64(reg.public_key)
