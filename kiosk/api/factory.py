@@ -26,12 +26,14 @@ from kiosk.api.routers import (
     metrics,
     missing,
     notices,
+    pinyin,
     safety,
     simulate,
     statusbar,
 )
 from kiosk.checkin.metrics import Metrics
 from kiosk.runtime.services import KioskServices
+from kiosk.touchscreen.web_auth import Signer, load_or_create_secret
 
 STATIC = STATIC_DIR
 SIMULATE_PREFIX = "/api/simulate"
@@ -58,6 +60,9 @@ def create_app(services: KioskServices) -> FastAPI:
     app = FastAPI(title="Haolinju Kiosk", version=__version__)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.state.services = services
+    # Checked at start: a symlinked or world-readable web secret stops the daemon with its
+    # reason, instead of failing a caregiver's first page.
+    app.state.signer = Signer(load_or_create_secret(services.data_dir))
     app.state.metrics = Metrics()
     services.bus.add_listener(app.state.metrics.observe)
     # Every router of the app, here and nowhere else. The check-in view faces the room:
@@ -77,6 +82,7 @@ def create_app(services: KioskServices) -> FastAPI:
     app.include_router(elders.router)  # GET /api/elders: by name or pinyin initials
     app.include_router(notices.router)  # /notices: 公示, weekly menu, monthly diner list
     app.include_router(books.router)  # /books, /notices/books*: the village's books
+    app.include_router(pinyin.router)  # GET /api/pinyin: the on-screen pinyin keyboard
     app.include_router(safety.router)  # /safety: 留样, weekly inspection, monthly 台账
     app.include_router(enrol.router)  # /enrol, /api/enrol*: face enrolment
     app.include_router(camera.router)  # GET /api/camera/snapshot.jpg: enrolment preview

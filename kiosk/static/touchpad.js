@@ -40,6 +40,8 @@ function openPad(input) {
     for (const choice of JSON.parse(input.dataset.choices || "[]")) {
       grid.append(button(choice, () => { set(choice); closePad(); }, "btn pad-choice"));
     }
+    pad.append(grid);
+    pad.append(pinyinKeyboard(input, set));
   } else {
     if (kind === "date") {
       grid.append(button("今天", () => set(input.dataset.today), "btn pad-key"));
@@ -58,12 +60,45 @@ function openPad(input) {
       else set(input.value.slice(0, -1));
     }, "btn pad-key"));
   }
-  pad.append(grid);
+  if (kind !== "pick") pad.append(grid);
   const row = document.createElement("div");
   row.className = "pad-actions";
   row.append(button("清空", () => set(""), "btn"));
   row.append(button("确定", closePad, "btn btn-primary pad-ok"));
   pad.append(row);
+}
+
+// A new name by touch: tap the pinyin letters of one character, then the character.
+function pinyinKeyboard(input, set) {
+  const box = document.createElement("div");
+  box.className = "pinyin";
+  const letters = document.createElement("div");
+  letters.className = "pinyin-letters";
+  const found = document.createElement("div");
+  found.className = "pinyin-candidates";
+  const keys = document.createElement("div");
+  keys.className = "pinyin-keys";
+  let typed = "";
+  async function refresh() {
+    letters.textContent = typed ? typed : "拼音：";
+    found.replaceChildren();
+    if (!typed) return;
+    const resp = await fetch(`/api/pinyin?s=${encodeURIComponent(typed)}`, { cache: "no-store" });
+    if (!resp.ok) return;
+    for (const char of (await resp.json()).candidates) {
+      found.append(button(char, () => { set(input.value + char); typed = ""; refresh(); }, "btn pinyin-char"));
+    }
+  }
+  for (const letter of "abcdefghijklmnopqrstuvwxyz") {
+    keys.append(button(letter, () => { if (typed.length < 6) { typed += letter; refresh(); } }, "btn pinyin-key"));
+  }
+  keys.append(button("⌫", () => {
+    if (typed) typed = typed.slice(0, -1); else set(input.value.slice(0, -1));
+    refresh();
+  }, "btn pinyin-key"));
+  box.append(letters, found, keys);
+  refresh();
+  return box;
 }
 
 function closePad() {
@@ -89,7 +124,7 @@ document.addEventListener("change", applyWhen);
 applyWhen();
 
 // Choosing an elder: letters filter by the first pinyin initial, a tap picks.
-for (const letterPad of document.querySelectorAll(".letter-pad")) {
+for (const letterPad of document.querySelectorAll(".letter-pad[data-target]")) {
   const list = document.getElementById(letterPad.dataset.target);
   const hidden = letterPad.parentElement.querySelector("input[type=hidden]");
   letterPad.addEventListener("click", (event) => {
@@ -106,3 +141,16 @@ for (const letterPad of document.querySelectorAll(".letter-pad")) {
     for (const b of list.querySelectorAll(".elder-pick")) b.classList.toggle("picked", b === pick);
   });
 }
+
+// The elder search: each letter is added to the pinyin initials and the list is fetched again.
+for (const letters of document.querySelectorAll(".letter-pad[data-search]")) {
+  const q = document.getElementById(letters.dataset.search);
+  letters.addEventListener("click", (event) => {
+    const letter = event.target.dataset && event.target.dataset.letter;
+    if (letter === undefined) return;
+    q.value = letter === "⌫" ? q.value.slice(0, -1) : q.value + letter;
+    q.form.submit();
+  });
+}
+
+document.body.dataset.touchpad = "ready"; // for tests: the pads are wired

@@ -172,6 +172,15 @@ STOCK_PHRASES = {
 }
 
 
+def pick_extras(field_name: str, caregivers: dict[str, str]) -> tuple[str, ...]:
+    """Buttons that do not come from earlier entries: common items, the caregivers' names."""
+    if field_name in ("item", "goods"):
+        return tuple(dict.fromkeys(i for items in COMMON_ITEMS.values() for i in items))
+    if field_name == "buyer":
+        return tuple(caregivers.values())
+    return ()
+
+
 def pick_options(
     field_name: str, entries: list[Entry], kind: str, extra: tuple[str, ...] = ()
 ) -> list[str]:
@@ -184,4 +193,4 @@ def pick_options(
     for value in (*extra, *STOCK_PHRASES.get(field_name, ())):
         if value not in seen:
             seen.append(value)
-    return seen[:24]
+    return seen[:40]

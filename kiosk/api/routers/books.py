@@ -22,7 +22,7 @@ from sqlalchemy import select
 from kiosk.api.deps import ServicesDep
 from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
 from kiosk.runtime.services import KioskServices
-from kiosk.touchscreen.book_forms import FORMS, pick_options
+from kiosk.touchscreen.book_forms import FORMS, pick_extras, pick_options
 from kiosk.touchscreen.book_notice import books_csv, books_xlsx, notice_context
 from kiosk.touchscreen.books import (
     BookError,
@@ -127,9 +127,7 @@ def _form_page(
     caregivers = _caregivers(services)
     form = FORMS[kind]
     picks = {
-        f.name: pick_options(
-            f.name, entries, kind, tuple(caregivers.values()) if f.name == "buyer" else ()
-        )
+        f.name: pick_options(f.name, entries, kind, pick_extras(f.name, caregivers))
         for f in form.fields
         if f.widget == "pick"
     }

@@ -16,12 +16,12 @@ import threading
 from typing import Any
 
 import cv2
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from kiosk.api.deps import ServicesDep
 from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
-from kiosk.api.routers.elders import search_elders
+from kiosk.api.routers.elders import groups, pick_elders
 from kiosk.face.enrol import Enrolled, Enroller, EnrolRefusal
 from kiosk.touchscreen.masking import mask_id_number
 from models.tables import AuditEvent, Elder
@@ -90,11 +90,13 @@ def enrol_page(
     request: Request,
     services: ServicesDep,
     caregiver: CaregiverDep,
-    q: str = "",
+    q: str = Query(default="", max_length=32),
+    group: str = Query(default="", max_length=64),
     elder_id: str = "",
     mode: str = "face",
 ) -> HTMLResponse:
     elder = _elder(services, elder_id)
+    listing, elders = pick_elders(services, q, group) if elder is None else ("", [])
     today = services.now().date()
     return render(
         request,
@@ -102,7 +104,10 @@ def enrol_page(
         {
             "page": "enrol",
             "q": q,
-            "elders": search_elders(services, q) if elder is None else [],
+            "elders": elders,
+            "group": group,
+            "groups": groups(services),
+            "listing": listing,
             "elder": elder,
             "mode": "card" if mode == "card" else "face",
             "camera": services.camera is not None,

@@ -7,12 +7,12 @@ reason, through the same CheckinService rules as a card.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from kiosk.api.deps import ServicesDep
 from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
-from kiosk.api.routers.elders import search_elders
+from kiosk.api.routers.elders import groups, pick_elders
 from kiosk.checkin.rules import CheckinRequest, CheckinResult, Method
 from kiosk.runtime.services import KioskServices
 
@@ -42,12 +42,25 @@ def _check_in(
 
 @router.get("/manual", response_class=HTMLResponse)
 def manual_page(
-    request: Request, services: ServicesDep, caregiver: CaregiverDep, q: str = ""
+    request: Request,
+    services: ServicesDep,
+    caregiver: CaregiverDep,
+    q: str = Query(default="", max_length=32),
+    group: str = Query(default="", max_length=64),
 ) -> HTMLResponse:
+    listing, elders = pick_elders(services, q, group)
     return render(
         request,
         "manual.html",
-        {"q": q, "elders": search_elders(services, q), "reasons": REASONS, "page": "manual"},
+        {
+            "q": q,
+            "group": group,
+            "groups": groups(services),
+            "listing": listing,
+            "elders": elders,
+            "reasons": REASONS,
+            "page": "manual",
+        },
     )
 
 
@@ -61,7 +74,14 @@ def manual_submit(
     return render(
         request,
         "manual.html",
-        {"q": "", "elders": [], "reasons": REASONS, "result": result, "page": "manual"},
+        {
+            "q": "",
+            "groups": groups(services),
+            "elders": [],
+            "reasons": REASONS,
+            "result": result,
+            "page": "manual",
+        },
         status_code=200,
     )
 
