@@ -57,6 +57,8 @@ def test_operators_act_only_in_their_township(county: County) -> None:
     assert device_b.point_id not in {x["point_id"] for x in alerts}
     trail = call(county.http, "GET", "/v1/admin/audit", a).json()
     assert point_b not in {e["point_id"] for e in trail}
+    me = call(county.http, "GET", "/v1/admin/me", a).json()
+    assert me["role"] == "operator" and me["township"] == TOWNSHIP_A
     points = call(county.http, "GET", "/v1/admin/points", a).json()
     assert {p["township"] for p in points} == {TOWNSHIP_A}
 

@@ -132,6 +132,12 @@ def list_credentials(who: AdminDep, state: StateDep) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+@router.get("/me")
+def whoami(who: PrincipalDep) -> dict[str, str | None]:
+    """Who this token belongs to (the console shows it and scopes its pages by it)."""
+    return {"name": who.name, "role": who.role, "township": who.township}
+
+
 # ----------------------------------------------------------------------------- meal points
 
 
