@@ -186,6 +186,8 @@ def _rekey(
 ) -> None:
     if device is None or device.device_id != row.device_id:
         raise HTTPException(403, f"this re-key code is for device {row.device_id}")
+    if device.status == "retired":
+        raise HTTPException(409, f"device {device.device_id} was retired after this code")
     now = state.clock()
     device.public_key = reg.public_key
     device.token_sha256 = token_digest(token)
