@@ -15,9 +15,12 @@ SHELL := /bin/bash
 #   python3-pip                    to bootstrap uv where it is missing
 #   postgresql                     the reference county platform's database in tests
 #   cage                           Wayland kiosk compositor for the touchscreen (kiosk-ui)
+#   xwayland                       cage will not start without the Xwayland binary
 #   shellcheck                     checks systemd/install.sh in the tests
+#   alsa-utils                     aplay: the speaker's player (installed terminals speak)
+#   grim                           screenshots from inside cage (tests/systemd, kiosk-ui)
 APT_PACKAGES := pcscd libpcsclite-dev swig vsmartcard-vpcd pcsc-tools chromium fonts-noto-cjk \
-	espeak-ng sqlite3 python3-pip postgresql cage shellcheck
+	espeak-ng sqlite3 python3-pip postgresql cage shellcheck xwayland alsa-utils grim
 
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=

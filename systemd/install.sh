@@ -20,11 +20,11 @@ PYTHON=/usr/bin/python3.11
 # What a terminal needs at run time (the Makefile's APT_PACKAGES adds the test/dev tools):
 #   pcscd                          PC/SC card readers (pcscd.socket, polkit rule below)
 #   chromium fonts-noto-cjk cage   the touchscreen (kiosk-ui.service)
-#   wlr-randr                      screen off outside serving hours (kiosk-screen.service)
+#   xwayland                       cage refuses to start without the Xwayland binary
 #   espeak-ng alsa-utils           spoken prompts: espeak-ng renders, aplay plays
 #   sqlite3                        for technicians inspecting the database
 #   polkitd                        lets the kiosk user reach pcscd
-RUNTIME_PACKAGES="pcscd chromium fonts-noto-cjk cage wlr-randr espeak-ng alsa-utils sqlite3 polkitd"
+RUNTIME_PACKAGES="pcscd chromium fonts-noto-cjk cage xwayland espeak-ng alsa-utils sqlite3 polkitd"
 BLAS=1
 UI=1
 BUNDLE=

@@ -1,14 +1,18 @@
-"""The touchscreen's backlight follows the serving hours: off at night, on before a slot opens.
+"""The touchscreen follows the serving hours: dark at night, lit again before a slot opens.
 
 A screen lit all night in a village hall wears the panel and draws attention; a screen still
 dark when the first elders arrive costs check-ins. kiosk-screen.timer runs
-`python -m kiosk.touchscreen.screen_power auto` every 5 minutes as the touchscreen user; it
-turns the cage compositor's outputs on from LEAD before each meal (and, when on, cleaning)
-window until TAIL after it, and off otherwise, with wlr-randr (wlr-output-management). A tap
-on a dark screen is still recorded: readers and the daemon never stop.
+`python -m kiosk.touchscreen.screen_power auto` every 5 minutes (as root): from LEAD before each
+meal (and, when on, cleaning) window until TAIL after it the touchscreen unit runs; otherwise it
+is stopped and the console blanked, which powers the display down (fbcon blanking -> DPMS off).
+
+Debian 12's cage (0.1.4) implements neither wlr-output-management nor output-power-management,
+so switching the output off inside the compositor (wlr-randr, wlopm) is not possible there;
+stopping kiosk-ui.service is. Readers and the daemon never stop: a tap on a dark screen is
+still recorded and spoken.
 
     python -m kiosk.touchscreen.screen_power --config /etc/haolinju-kiosk/config.yaml auto
-    python -m kiosk.touchscreen.screen_power --config ... on|off|status
+    python -m kiosk.touchscreen.screen_power on|off|status
 """
 
 from __future__ import annotations
@@ -16,8 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ TAIL = dt.timedelta(minutes=15)  # late diners and the caregiver's end-of-slot c
 class ScreenResult:
     ok: bool
     want_on: bool
-    outputs: tuple[str, ...]
+    units: tuple[str, ...]
     detail: str = ""
 
 
@@ -61,61 +63,43 @@ def screen_should_be_on(config: KioskConfig, now: dt.datetime) -> bool:
     return any(start <= local < end for day in days for start, end in serving_windows(config, day))
 
 
-def wayland_env() -> dict[str, str]:
-    """The compositor socket: WAYLAND_DISPLAY, else the first wayland-N in the runtime dir."""
-    env = dict(os.environ)
-    runtime = Path(env.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}")
-    env["XDG_RUNTIME_DIR"] = str(runtime)
-    if not env.get("WAYLAND_DISPLAY"):
-        sockets = sorted(p.name for p in runtime.glob("wayland-*") if not p.name.endswith(".lock"))
-        if sockets:
-            env["WAYLAND_DISPLAY"] = sockets[0]
-    return env
+UI_UNIT = "kiosk-ui.service"
+CONSOLE = Path("/dev/tty1")
 
 
-def list_outputs(env: dict[str, str]) -> list[str] | str:
-    """Output names from `wlr-randr` (an error line instead when it cannot ask)."""
-    if shutil.which("wlr-randr") is None:
-        return "wlr-randr is not installed (apt install wlr-randr)"
-    if not env.get("WAYLAND_DISPLAY"):
-        return f"no Wayland compositor socket in {env['XDG_RUNTIME_DIR']} (is kiosk-ui running?)"
-    result = subprocess.run(
-        ["wlr-randr"], env=env, capture_output=True, text=True, timeout=10, check=False
+def _systemctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["systemctl", *args], capture_output=True, text=True, timeout=60, check=False
     )
-    if result.returncode != 0:
-        return f"wlr-randr failed: {result.stderr.strip() or result.returncode}"
-    # Output blocks start at column 0 ("HDMI-A-1 "Make Model""); their properties are indented.
-    return [
-        line.split()[0] for line in result.stdout.splitlines() if line and not line[0].isspace()
-    ]
 
 
-def set_screen(on: bool, env: dict[str, str] | None = None) -> ScreenResult:
-    env = env if env is not None else wayland_env()
-    outputs = list_outputs(env)
-    if isinstance(outputs, str):
-        return ScreenResult(False, on, (), outputs)
-    if not outputs:
-        return ScreenResult(False, on, (), "the compositor reports no outputs")
-    for name in outputs:
-        result = subprocess.run(
-            ["wlr-randr", "--output", name, "--on" if on else "--off"],
-            env=env, capture_output=True, text=True, timeout=10, check=False,
+def screen_is_on() -> bool:
+    return _systemctl("is-active", "--quiet", UI_UNIT).returncode == 0
+
+
+def _blank_console(blank: bool) -> None:
+    # setterm talks to the kernel console (TIOCLINUX); fbcon blanking powers the display down.
+    # Best effort: a terminal without a console (or a test host) has nothing to blank.
+    if not CONSOLE.is_char_device():
+        return
+    with CONSOLE.open("w") as tty:
+        subprocess.run(
+            ["setterm", "--term", "linux", "--blank", "force" if blank else "poke"],
+            stdout=tty, stdin=tty, capture_output=False, timeout=10, check=False,
         )  # fmt: skip
-        if result.returncode != 0:
-            return ScreenResult(False, on, tuple(outputs), f"{name}: {result.stderr.strip()}")
-    return ScreenResult(True, on, tuple(outputs))
 
 
-def screen_is_on(env: dict[str, str] | None = None) -> bool | str:
-    """True/False from wlr-randr's "Enabled: yes|no" (an error line when it cannot ask)."""
-    env = env if env is not None else wayland_env()
-    if isinstance(outputs := list_outputs(env), str):
-        return outputs
-    result = subprocess.run(
-        ["wlr-randr"], env=env, capture_output=True, text=True, timeout=10, check=False
-    )
-    return "Enabled: yes" in result.stdout
+def set_screen(on: bool) -> ScreenResult:
+    if on:
+        _blank_console(False)
+        result = _systemctl("start", UI_UNIT)
+    else:
+        result = _systemctl("stop", UI_UNIT)
+    if result.returncode != 0:
+        return ScreenResult(False, on, (UI_UNIT,), result.stderr.strip() or "systemctl failed")
+    if not on:
+        _blank_console(True)
+    return ScreenResult(True, on, (UI_UNIT,))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,9 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.action == "status":
-        state = screen_is_on()
-        log.info("screen: %s", state if isinstance(state, str) else ("on" if state else "off"))
-        return 0 if isinstance(state, bool) else 1
+        log.info("screen: %s", "on" if screen_is_on() else "off")
+        return 0
     if args.action == "auto":
         config = load_config(args.config)
         now = dt.datetime.fromisoformat(args.now) if args.now else dt.datetime.now(dt.UTC)
@@ -141,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if not result.ok:
         log.error("screen %s: %s", "on" if want_on else "off", result.detail)
         return 1
-    log.info("screen %s (%s)", "on" if want_on else "off", ", ".join(result.outputs))
+    log.info("screen %s (%s)", "on" if want_on else "off", ", ".join(result.units))
     return 0
 
 
