@@ -177,13 +177,15 @@ def run(ctx: Context) -> list[Row]:
         _sequential(lanes, 10)  # warm-up: imports, page cache, first WAL frames
         lat = _sequential(lanes, taps)
         o, b = lat["ours"], lat["baseline"]
-        common = {"bench": "card", "unit": "ms", "baseline_label": BASELINE_LABEL, "n": taps}
+        common: dict[str, Any] = {
+            "bench": "card", "unit": "ms", "baseline_label": BASELINE_LABEL, "n": taps,
+        }  # fmt: skip
         rows.append(
             Row(metric="simulated tap->record+event p50", ours=p50(o), baseline=p50(b), **common)
-        )  # type: ignore[arg-type]
+        )
         rows.append(
             Row(metric="simulated tap->record+event p99", ours=p99(o), baseline=p99(b),
-                budget=BUDGET, **common)  # type: ignore[arg-type]
+                budget=BUDGET, **common)
         )  # fmt: skip
         burst = _burst(lanes, burst_s, 20.0)
         bo, bb = burst["ours"], burst["baseline"]

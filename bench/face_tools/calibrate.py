@@ -18,11 +18,12 @@ docs/face.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,9 +58,9 @@ def build_probes(samples: Sequence[FaceSample]) -> list[Probe]:
         dists = np.linalg.norm(matrix - sample.encoding, axis=1)
         per_elder: dict[str, float] = {}
         for template, dist in zip(train, dists, strict=True):
-            if template is sample:
-                continue  # leave-one-out for train photos
-            per_elder[template.label] = min(per_elder.get(template.label, math.inf), float(dist))  # type: ignore[index]
+            if template is sample or template.label is None:
+                continue  # leave-one-out for train photos (train photos are all labelled)
+            per_elder[template.label] = min(per_elder.get(template.label, math.inf), float(dist))
         label = sample.label if sample.label in per_elder else None
         probes.append(Probe(sample, label, per_elder))
     return probes
@@ -118,7 +119,8 @@ def evaluate(probes: Sequence[Probe], threshold: float, margin: float) -> Rates:
 
 def distances(probes: Sequence[Probe]) -> tuple[list[float], list[float]]:
     """Genuine: probe to its own elder. Impostor: probe to every other elder (nearest template)."""
-    genuine, impostor = [], []
+    genuine: list[float] = []
+    impostor: list[float] = []
     for probe in probes:
         for elder, dist in probe.per_elder.items():
             (genuine if elder == probe.label else impostor).append(dist)
@@ -167,7 +169,7 @@ def clip_frames(root: Path, samples: Sequence[FaceSample], step: int = 3) -> Cli
             index += 1
             if index % step:
                 continue
-            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            rgb = np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), dtype=np.uint8)
             faces = detect_faces(rgb, DEFAULT_DETECT_SCALE, DEFAULT_UPSAMPLE)
             box = choose_face(faces, DEFAULT_MIN_FACE_PX)
             if box is None:
@@ -267,21 +269,22 @@ def stage_timings(root: Path, repeats: int = 5) -> list[str]:
         frame[: small.shape[0], : small.shape[1]] = small
         frames.append(frame)
 
-    def median_ms(fn: object) -> float:
+    def median_ms(fn: Callable[[NDArray[np.uint8]], object]) -> float:
         times = []
         for _ in range(repeats):
             for frame in frames:
                 t0 = time.perf_counter()
-                fn(frame)  # type: ignore[operator]
+                fn(frame)
                 times.append((time.perf_counter() - t0) * 1000)
         return statistics.median(times)
 
     lines = ["| stage (640x480) | median ms |", "|---|---|"]
     for scale, upsample in ((1.0, 0), (0.75, 0), (0.5, 0), (0.5, 1)):
-        ms = median_ms(lambda f, s=scale, u=upsample: detect_faces(f, s, u))
+        ms = median_ms(functools.partial(detect_faces, scale=scale, upsample=upsample))
         lines.append(f"| HOG detect, scale {scale}, upsample {upsample} | {ms:.1f} |")
-    boxes = {id(f): choose_face(detect_faces(f, 1.0, 1), 20) for f in frames}
-    frames = [f for f in frames if boxes[id(f)] is not None]
+    found = {id(f): choose_face(detect_faces(f, 1.0, 1), 20) for f in frames}
+    boxes = {key: box for key, box in found.items() if box is not None}
+    frames = [f for f in frames if id(f) in boxes]
     encode_ms = median_ms(lambda f: encode_face(f, boxes[id(f)]))
     landmarks_ms = median_ms(lambda f: face_landmarks_68(f, boxes[id(f)]))
     lines.append(f"| encode (5-point align + ResNet) | {encode_ms:.1f} |")
@@ -353,11 +356,13 @@ def bench_match(
     matcher = FaceMatcher()
     matcher.set_templates(elders, templates)
 
-    def timed(fn: object, queries_: NDArray[np.float32]) -> list[float]:
+    def timed(
+        fn: Callable[[NDArray[np.float32]], object], queries_: NDArray[np.float32]
+    ) -> list[float]:
         out = []
         for q in queries_:
             t0 = time.perf_counter()
-            fn(q)  # type: ignore[operator]
+            fn(q)
             out.append((time.perf_counter() - t0) * 1000)
         return sorted(out)
 
