@@ -35,7 +35,7 @@ from sqlalchemy import func, select
 
 from models.books import BookEntry, append_entry, canonical_body
 from models.db import Store
-from models.tables import AuditEvent, MealRecord
+from models.tables import AuditEvent, Caregiver, Elder, MealRecord
 
 MAX_TEXT = 200
 MAX_AMOUNT = Decimal("1000000")  # one entry over a million yuan is a typing mistake
@@ -570,3 +570,48 @@ def open_hazards(entries: list[Entry], today: dt.date) -> list[Reminder]:
             level = "bad" if due < today else "warn"
             out.append(Reminder(f"hazard:{e.entry_id}", level, f"隐患待整改（期限 {due}）"))
     return out
+
+
+def active_caregivers(store: Store) -> dict[str, str]:
+    """caregiver id -> name, of those who may still sign in."""
+    with store.read() as s:
+        rows = s.execute(select(Caregiver.caregiver_id, Caregiver.name).where(Caregiver.active))
+        return {r.caregiver_id: r.name for r in rows}
+
+
+def reminders(books: Books, today: dt.date) -> list[Reminder]:
+    """Everything about the books the caregiver should see on the status bar and /books."""
+    entries = books.effective()
+    found = [
+        key_food_reminder(entries, today),
+        notice_reminder(entries, today),
+        *health_reminders(entries, active_caregivers(books.store), today),
+        *open_hazards(entries, today),
+    ]
+    return [r for r in found if r is not None]
+
+
+def fees_owed(books: Books, store: Store, today: dt.date) -> list[tuple[str, str]]:
+    """(elder id, name) of elders who ate last month and whose fee for it is not recorded.
+
+    For the caregiver's eyes only (the /books page, behind the PIN): never on the public
+    screen or a notice, and never a reason to refuse a meal.
+    """
+    month = previous_month(today)
+    year, mon = int(month[:4]), int(month[5:])
+    first = dt.date(year, mon, 1)
+    last = dt.date(year, mon, calendar.monthrange(year, mon)[1])
+    paid = {e.body["elder_id"] for e in books.effective(["meal_fee"]) if e.body["month"] == month}
+    with store.read() as s:
+        rows = s.execute(
+            select(Elder.elder_id, Elder.name)
+            .join(MealRecord, MealRecord.elder_id == Elder.elder_id)
+            .where(
+                MealRecord.service == "meal",
+                MealRecord.service_date >= first,
+                MealRecord.service_date <= last,
+            )
+            .distinct()
+            .order_by(Elder.name)
+        )
+        return [(r.elder_id, r.name) for r in rows if r.elder_id not in paid]

@@ -28,15 +28,14 @@ from kiosk.touchscreen.books import (
     BookError,
     Books,
     Entry,
-    health_reminders,
-    key_food_reminder,
+    active_caregivers,
+    fees_owed,
     month_books,
-    notice_reminder,
-    open_hazards,
     previous_month,
+    reminders,
 )
 from kiosk.touchscreen.notices import parse_month
-from models.tables import Caregiver, Elder
+from models.tables import Elder
 
 router = APIRouter(tags=["books"])
 
@@ -55,12 +54,6 @@ def _month(services: KioskServices, month: str | None) -> tuple[int, int]:
         raise HTTPException(status_code=422, detail="month must look like 2026-11") from None
 
 
-def _caregivers(services: KioskServices) -> dict[str, str]:
-    with services.store.read() as s:
-        rows = s.execute(select(Caregiver.caregiver_id, Caregiver.name).where(Caregiver.active))
-        return {r.caregiver_id: r.name for r in rows}
-
-
 def _elders(services: KioskServices) -> list[dict[str, str]]:
     with services.store.read() as s:
         rows = s.scalars(select(Elder).where(Elder.status == "active").order_by(Elder.group_name))
@@ -68,19 +61,6 @@ def _elders(services: KioskServices) -> list[dict[str, str]]:
             {"id": e.elder_id, "name": e.name, "group": e.group_name, "py": e.pinyin_initials}
             for e in rows
         ]
-
-
-def reminders(services: KioskServices) -> list[dict[str, str]]:
-    """What the caregiver should do about the books, for the status bar and /books."""
-    today = services.now().date()
-    entries = books_of(services).effective()
-    found = [
-        key_food_reminder(entries, today),
-        notice_reminder(entries, today),
-        *health_reminders(entries, _caregivers(services), today),
-        *open_hazards(entries, today),
-    ]
-    return [{"key": r.key, "level": r.level, "text": r.text} for r in found if r is not None]
 
 
 @router.get("/books", response_class=HTMLResponse)
@@ -106,10 +86,12 @@ def books_page(
                 for e in books.effective()
                 if e.kind not in {"expense", "income", "donation", "meal_fee"}
             ][-12:],
-            "reminders": reminders(services),
+            "reminders": reminders(books, services.now().date()),
+            "owed": fees_owed(books, services.store, services.now().date()),
+            "owed_month": previous_month(services.now().date()),
             "forms": FORMS,
             "saved": saved == "1",
-            "caregivers": _caregivers(services),
+            "caregivers": active_caregivers(services.store),
         },
     )
 
@@ -124,7 +106,7 @@ def _form_page(
 ) -> HTMLResponse:
     books = books_of(services)
     entries = books.entries()
-    caregivers = _caregivers(services)
+    caregivers = active_caregivers(services.store)
     form = FORMS[kind]
     picks = {
         f.name: pick_options(f.name, entries, kind, pick_extras(f.name, caregivers))

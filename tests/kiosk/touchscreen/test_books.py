@@ -210,3 +210,23 @@ def test_reminders(books: Books) -> None:
     books.add("patrol", closed, caregiver_id="c1", now=NOW, corrects=patrol.entry_id)
     assert open_hazards(books.effective(), NOW.date()) == []
     assert json.loads(json.dumps(closed))["closed"] == "2026-12-07"
+
+
+def test_fees_owed_lists_who_ate_last_month_without_a_fee(books: Books, store: Store) -> None:
+    from kiosk.touchscreen.books import fees_owed
+
+    with store.write() as s:
+        s.add(Elder(elder_id="E1", name="王秀英", updated_at=NOW))
+        append_record(
+            s, signer=lambda h: "sig", device_id="dev-1", elder_id="E1", service="meal",
+            slot="lunch", service_date=dt.date(2026, 11, 20),
+            checked_in_at=dt.datetime(2026, 11, 20, 11, 30, tzinfo=TZ), method="card",
+        )  # fmt: skip
+    assert fees_owed(books, store, NOW.date()) == [("E1", "王秀英")]
+    books.add(
+        "meal_fee",
+        {"date": "2026-12-02", "elder_id": "E1", "month": "2026-11", "payer_relation": "本人",
+         "payer_name": "王秀英", "amount": "60"},
+        caregiver_id="c1", now=NOW,
+    )  # fmt: skip
+    assert fees_owed(books, store, NOW.date()) == []

@@ -92,3 +92,22 @@ def test_correction_and_notice_exports(client: TestClient, services: KioskServic
     assert not any(isinstance(v, str) and v.startswith("=") for v in cells)
     csv_text = client.get("/notices/books.csv?month=2026-12").content.decode("utf-8-sig")
     assert "鸡蛋" in csv_text and "40.50" in csv_text
+
+
+def test_reminders_on_the_status_bar_and_fees_owed_only_behind_the_pin(
+    client: TestClient, services: KioskServices
+) -> None:
+    bar = client.get("/api/statusbar").json()["reminders"]
+    assert "近7天没有采购：肉、蛋、奶、蔬菜" in bar
+    assert "王秀兰没有健康证记录" in bar
+    assert any("公示" in r for r in bar)
+    token = sign_in_client(client, "/books")
+    client.post("/books/new/expense", data={**EXPENSE, "date": "2026-12-02", "csrf": token})
+    client.post(
+        "/books/new/health_check",
+        data={"caregiver_id": "C001", "date": "2026-06-01", "expires": "2027-06-01", "csrf": token},
+    )
+    bar = client.get("/api/statusbar").json()["reminders"]
+    assert "近7天没有采购：肉、奶、蔬菜" in bar
+    assert not any("健康证" in r for r in bar)
+    assert not any("伙食费" in r for r in bar)  # a fee owed is never on the public screen
