@@ -3,43 +3,26 @@ procedure, caregivers' health checks, township patrols and notice postings.
 
 Every entry is append-only. A correction is a new entry that names the one it corrects
 (`corrects`); nothing is ever edited or deleted (triggers in migration 0005 refuse it). Entries
-form their own hash chain, separate from the meal records' chain so that a meal record's seq
-stays the gapless count the subsidy is paid on, and each entry is signed with the device key in
-the transaction that inserts it, exactly like a meal record. What the entry says lives in
-`body`: canonical JSON whose fields depend on `kind` (validated in kiosk/touchscreen/books.py),
-with every amount as a decimal string ("12.50"), never a float.
+form their own hash chain (pure functions in models/chain.py), separate from the meal records'
+chain so that a meal record's seq stays the gapless count the subsidy is paid on, and each entry
+is signed with the device key in the transaction that inserts it, exactly like a meal record.
+What the entry says lives in `body`: canonical JSON whose fields depend on `kind` (validated in
+kiosk/touchscreen/books.py), with every amount as a decimal string ("12.50"), never a float.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Date, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from models.chain import GENESIS_HASH
+from models.chain import GENESIS_HASH, book_link_hash
 from models.records import uuid7
 from models.tables import AwareDateTime, Base
-
-# A different prefix from the meal chain's links: a signature over one chain's hash can never
-# stand for an entry of the other.
-BOOK_DOMAIN = b"haolinju-book-v1\n"
-CHAINED_FIELDS = (
-    "entry_id",
-    "seq",
-    "device_id",
-    "kind",
-    "entry_date",
-    "body",
-    "corrects",
-    "caregiver_id",
-    "created_at",
-)
 
 
 class BookEntry(Base):
@@ -78,21 +61,6 @@ def canonical_body(fields: dict[str, Any]) -> str:
     return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def _canonical(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat(timespec="microseconds")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
-def book_link_hash(prev_hash: str, fields: dict[str, Any]) -> str:
-    """The entry's link: SHA-256 over the domain, the previous hash and the chained fields."""
-    body = {name: _canonical(fields.get(name)) for name in CHAINED_FIELDS}
-    text = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(BOOK_DOMAIN + prev_hash.encode() + b"\n" + text.encode()).hexdigest()
-
-
 def book_head(session: Session) -> tuple[int, str]:
     """(last seq, last hash) of the books' chain; (0, genesis) when empty."""
     row = session.execute(
@@ -114,25 +82,3 @@ def append_entry(session: Session, *, signer: Callable[[str], str], **fields: An
     session.add(BookOutbox(entry_id=entry.entry_id, attempts=0))
     session.flush()
     return entry
-
-
-@dataclass(frozen=True)
-class BookFault:
-    seq: int
-    problem: str
-
-
-def verify_books(entries: Iterable[dict[str, Any]]) -> list[BookFault]:
-    """Check entries (ordered by seq, from 1) for gaps, broken links and edits."""
-    faults: list[BookFault] = []
-    prev_hash, expected = GENESIS_HASH, 1
-    for entry in entries:
-        seq = entry["seq"]
-        if seq != expected:
-            faults.append(BookFault(seq, f"gap: expected seq {expected}"))
-        if entry["prev_hash"] != prev_hash:
-            faults.append(BookFault(seq, "prev_hash does not match the previous entry"))
-        if book_link_hash(entry["prev_hash"], entry) != entry["hash"]:
-            faults.append(BookFault(seq, "content does not match its hash (edited)"))
-        prev_hash, expected = entry["hash"], seq + 1
-    return faults

@@ -104,3 +104,45 @@ def verify_chain(
                 faults.append(ChainFault(seq, "signature does not verify with the device key"))
         prev_hash, expected_seq = rec["hash"], seq + 1
     return faults
+
+
+# ----------------------------------------------------------------------------- the books' chain
+# The village's books (models/books.py) are chained the same way, in a chain of their own.
+
+# A different prefix from the meal chain's links: a signature over one chain's hash can never
+# stand for an entry of the other.
+BOOK_DOMAIN = b"haolinju-book-v1\n"
+BOOK_CHAINED_FIELDS = (
+    "entry_id",
+    "seq",
+    "device_id",
+    "kind",
+    "entry_date",
+    "body",
+    "corrects",
+    "caregiver_id",
+    "created_at",
+)
+
+
+def book_link_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
+    """The entry's link: SHA-256 over the domain, the previous hash and the chained fields."""
+    body = {name: _canonical(fields.get(name)) for name in BOOK_CHAINED_FIELDS}
+    text = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(BOOK_DOMAIN + prev_hash.encode() + b"\n" + text.encode()).hexdigest()
+
+
+def verify_books(entries: Iterable[Mapping[str, Any]]) -> list[ChainFault]:
+    """Check entries (ordered by seq, from 1) for gaps, broken links and edits."""
+    faults: list[ChainFault] = []
+    prev_hash, expected = GENESIS_HASH, 1
+    for entry in entries:
+        seq = entry["seq"]
+        if seq != expected:
+            faults.append(ChainFault(seq, f"gap: expected seq {expected}"))
+        if entry["prev_hash"] != prev_hash:
+            faults.append(ChainFault(seq, "prev_hash does not match the previous entry"))
+        if book_link_hash(entry["prev_hash"], entry) != entry["hash"]:
+            faults.append(ChainFault(seq, "content does not match its hash (edited)"))
+        prev_hash, expected = entry["hash"], seq + 1
+    return faults

@@ -23,11 +23,20 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from models.chain import CHAINED_FIELDS, GENESIS_HASH, canonical_bytes, link_hash
+from models.chain import (
+    BOOK_CHAINED_FIELDS,
+    CHAINED_FIELDS,
+    GENESIS_HASH,
+    book_link_hash,
+    canonical_bytes,
+    link_hash,
+)
 
 __all__ = [
+    "BOOK_CHAINED_FIELDS",
     "CHAINED_FIELDS",
     "GENESIS_HASH",
+    "book_link_hash",
     "canonical_bytes",
     "link_hash",
 ]
@@ -102,6 +111,38 @@ class BatchResult(Wire):
     # The platform's Ed25519 signature over receipt_message(): the kiosk may mark a record
     # uploaded (and its outbox row deletable) only with this receipt for it (issue 12.7).
     receipt: str | None = Field(default=None, max_length=128)
+
+
+# ----------------------------------------------------------------------------- the village's books
+
+
+class WireBookEntry(Wire):
+    """One entry of the village's books (models/books.py): its own chain, signed at insert."""
+
+    entry_id: str = Field(min_length=1, max_length=36)
+    seq: int = Field(ge=1, le=2**62)
+    device_id: str = Field(min_length=1, max_length=64)
+    kind: str = Field(min_length=1, max_length=24)
+    entry_date: dt.date
+    body: str = Field(max_length=8000)  # canonical JSON, as hashed
+    corrects: str | None = Field(default=None, max_length=36)
+    caregiver_id: str = Field(min_length=1, max_length=64)
+    created_at: AwareDatetime
+    prev_hash: str = Field(pattern=HEX64)
+    hash: str = Field(pattern=HEX64)
+    signature: str = Field(min_length=1, max_length=128)  # base64 Ed25519 over record_message
+
+    def computed_hash(self) -> str:
+        return book_link_hash(self.prev_hash, {n: getattr(self, n) for n in BOOK_CHAINED_FIELDS})
+
+
+class BookBatch(Wire):
+    """POST /v1/books: entries in seq order; the answer is a BatchResult over entry ids."""
+
+    protocol: Literal[1] = PROTOCOL_VERSION
+    device_id: str = Field(min_length=1, max_length=64)
+    sent_at: AwareDatetime
+    entries: list[WireBookEntry] = Field(max_length=500)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -352,6 +393,14 @@ def receipt_message(device_id: str, server_time: dt.datetime, record_ids: list[s
     stamp = server_time.isoformat(timespec="microseconds")
     return f"haolinju-receipt-v1\n{device_id}\n{stamp}\n".encode() + "\n".join(
         sorted(record_ids)
+    ).encode("ascii")
+
+
+def book_receipt_message(device_id: str, server_time: dt.datetime, entry_ids: list[str]) -> bytes:
+    """What the platform signs when it holds these book entries (never a meal receipt)."""
+    stamp = server_time.isoformat(timespec="microseconds")
+    return f"haolinju-book-receipt-v1\n{device_id}\n{stamp}\n".encode() + "\n".join(
+        sorted(entry_ids)
     ).encode("ascii")
 
 

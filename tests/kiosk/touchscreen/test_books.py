@@ -21,7 +21,8 @@ from kiosk.touchscreen.books import (
     notice_reminder,
     open_hazards,
 )
-from models.books import BookEntry, verify_books
+from models.books import BookEntry
+from models.chain import verify_books
 from models.db import Store
 from models.records import append_record
 from models.tables import Elder, row_to_dict
