@@ -25,7 +25,8 @@ APT_PACKAGES := pcscd libpcsclite-dev swig vsmartcard-vpcd pcsc-tools chromium f
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps uv venv demo run test lint format pytest soak dlib-blas clean
+.PHONY: help setup system-deps uv venv demo run test lint format pytest soak dlib-blas clean \
+	bundle systemd-host-test systemd-host-test-blas systemd-host-test-bundle
 
 help:
 	@echo "make demo    run the kiosk demo (http://127.0.0.1:8080/)"
@@ -33,6 +34,8 @@ help:
 	@echo "make format  apply ruff formatting and safe fixes"
 	@echo "make soak    long fault/load/security run (~1 h), figures in tests/faults/last-soak.json"
 	@echo "make dlib-blas  build dlib against OpenBLAS (5x faster face encoding; ~8 min)"
+	@echo "make bundle  offline install bundle (dist/*.tar) for install.sh --bundle"
+	@echo "make systemd-host-test[-blas|-bundle]  the installed path on a real systemd host"
 
 setup: system-deps venv
 
@@ -109,6 +112,26 @@ dlib-blas: venv
 	@# --no-config: the project's override that drops the `dlib` sdist must not drop this wheel.
 	$(UV) pip install --no-config --python .venv/bin/python --no-deps $(WHEEL_CACHE)/dlib-$(DLIB_VERSION)-*.whl
 	$(UV) run --no-sync python -c "import dlib; print('dlib', dlib.__version__, 'BLAS:', dlib.DLIB_USE_BLAS)"
+
+# The offline install bundle for a USB stick (see docs/install.md): the release, every locked
+# wheel (+ the OpenBLAS dlib wheel from dlib-blas if built), uv, the .deb closure. Needs network.
+bundle: venv
+	systemd/make-bundle.sh
+
+# The installed path on a real systemd host (root; see docs/install.md). systemd-host-test is
+# part of `make test` (install.sh --no-blas); the two below take longer and run on demand:
+#   -blas    install.sh with the OpenBLAS dlib (uses the wheel from dlib-blas, else builds it)
+#   -bundle  make bundle, then install.sh --bundle on a host with no network at all
+systemd-host-test: venv
+	$(UV) run --locked pytest -p no:cacheprovider tests/systemd $(PYTEST_ARGS)
+
+systemd-host-test-blas: venv
+	KIOSK_SYSTEMD_BLAS=1 $(UV) run --locked pytest -p no:cacheprovider \
+		tests/systemd/test_installed.py $(PYTEST_ARGS)
+
+systemd-host-test-bundle: bundle
+	KIOSK_BUNDLE=$$(ls -t dist/haolinju-kiosk-*.tar | head -n 1) $(UV) run --locked pytest \
+		-p no:cacheprovider tests/systemd/test_bundle.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache

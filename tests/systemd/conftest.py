@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 INSTALL = str(REPO / "systemd" / "install.sh")
 UV = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
 SYSTEM_PYTHON = "/usr/bin/python3.11"
+# `make systemd-host-test-blas`: the production dlib (OpenBLAS) instead of --no-blas.
+BLAS = os.environ.get("KIOSK_SYSTEMD_BLAS") == "1"
+INSTALL_MODE = () if BLAS else ("--no-blas",)
 CARD_UID = "A1B2C3D4"
 
 
@@ -109,7 +112,7 @@ def installed_host(uv_cache_for_system_python: None) -> Iterator[SystemdHost]:
             etc = host.path("/etc/haolinju-kiosk")
             etc.mkdir(parents=True)
             (etc / "config.yaml").write_text(county_config(serving_timezone()))
-            install(host, "--no-blas", "--no-ui")
+            install(host, *INSTALL_MODE, "--no-ui")
             yield host
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

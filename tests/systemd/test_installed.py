@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import REPO
 from tests.systemd.conftest import (
+    BLAS,
+    INSTALL_MODE,
     CARD_UID,
     county_config,
     host_workdir,
@@ -84,6 +86,13 @@ def test_venv_interpreter_is_the_system_python(installed_host: SystemdHost) -> N
     cfg = installed_host.path(f"{PREFIX}/.venv/pyvenv.cfg").read_text()
     assert "/root" not in cfg, cfg
     installed_host.run(["runuser", "-u", "kiosk", "--", KIOSK, "--help"])
+
+
+def test_dlib_is_the_build_the_install_mode_asks_for(installed_host: SystemdHost) -> None:
+    out = installed_host.run(
+        [f"{PREFIX}/.venv/bin/python", "-I", "-c", "import dlib; print(dlib.DLIB_USE_BLAS)"]
+    ).stdout.strip()
+    assert out == str(BLAS), f"--no-blas={not BLAS} but dlib.DLIB_USE_BLAS={out}"
 
 
 def test_service_ready_as_kiosk_under_its_sandbox(installed_host: SystemdHost) -> None:
@@ -268,7 +277,7 @@ def test_install_again_upgrades_in_place(installed_host: SystemdHost) -> None:
     )
     backups_before = set(host.run(["ls", f"{STATE}/backups"], check=False).stdout.split())
     host.run(
-        ["bash", "/var/tmp/release-0.1.1/systemd/install.sh", "--no-blas", "--no-ui"],
+        ["bash", "/var/tmp/release-0.1.1/systemd/install.sh", *INSTALL_MODE, "--no-ui"],
         env={"UV_OFFLINE": "1"},
         timeout=900,
     )
