@@ -12,8 +12,8 @@ import pytest
 from tests.conftest import REPO
 from tests.systemd.conftest import (
     BLAS,
-    INSTALL_MODE,
     CARD_UID,
+    INSTALL_MODE,
     county_config,
     host_workdir,
     install,
