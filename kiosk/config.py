@@ -15,6 +15,7 @@ import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import (
@@ -30,6 +31,7 @@ from pydantic import (
 
 from hardware.card_uid import UidFormat
 from hardware.readers import reader_parameters
+from kiosk.secret_files import read_private_file
 
 SLOT_NAMES = ("breakfast", "lunch", "dinner")
 
@@ -376,9 +378,30 @@ def _problem_from_error(err: Any, file: str, lines: dict[tuple[Any, ...], int]) 
     return ConfigProblem(file, line, _format_loc(loc), message)
 
 
+MAX_CONFIG_BYTES = 256 * 1024  # a real config.yaml is a few KB
+
+
+def _refuse_aliases(text: str, file: str) -> None:
+    """No `*alias` at all: nested aliases ("billion laughs") expand exponentially in whatever
+    walks the document. Scanning parser events is linear in the text and builds nothing."""
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            line = event.start_mark.line + 1 if event.start_mark else None
+            raise ConfigError(
+                [ConfigProblem(file, line, "", "YAML aliases (*name) are not allowed here; "
+                               "write the value out in full")]
+            )  # fmt: skip
+
+
 def parse_config(text: str, file: str = "config.yaml") -> KioskConfig:
     """Validate YAML text; raise ConfigError listing every problem with its line."""
+    if len(text.encode("utf-8", "replace")) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            [ConfigProblem(file, None, "", f"larger than {MAX_CONFIG_BYTES // 1024} KB: not a "
+                           "kiosk configuration")]
+        )  # fmt: skip
     try:
+        _refuse_aliases(text, file)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -400,10 +423,52 @@ def parse_config(text: str, file: str = "config.yaml") -> KioskConfig:
 
 def load_config(path: Path) -> KioskConfig:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)  # never more than the cap into memory
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read: {exc}")]) from None
     return parse_config(text, file=str(path))
+
+
+def _loopback_host(host: str) -> bool:
+    host = host.strip("[]").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def config_warnings(config: KioskConfig) -> list[str]:
+    """Valid but risky settings, for `kiosk validate-config` and `kiosk doctor`."""
+    warnings = []
+    url = config.platform.url
+    if url and url.lower().startswith("http://"):
+        host = urlsplit(url).hostname or ""
+        if not _loopback_host(host):
+            warnings.append(
+                f"platform.url {url} is plain http to another machine: the device token, "
+                "records and rosters cross the network unencrypted; use https://"
+            )
+    if not _loopback_host(config.web.host):
+        warnings.append(
+            f"web.host {config.web.host} opens the caregiver pages to the network, not just this "
+            "screen; keep 127.0.0.1 unless a second screen needs them (and then list its name "
+            "in web.allowed_hosts)"
+        )
+    return warnings
+
+
+def mask_url(source: object) -> str:
+    """A URL fit for a log or a screen: the password in it (rtsp://user:pw@cam/...) masked."""
+    text = str(source)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    if parts.password is None:
+        return text
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 # ----------------------------------------------------------------------------- secrets
@@ -413,7 +478,8 @@ def load_secret(name: str) -> str | None:
     """A secret such as `device-token`, never from config.yaml.
 
     Looked up in the environment (`KIOSK_DEVICE_TOKEN`), then in the systemd credentials
-    directory (`$CREDENTIALS_DIRECTORY/device-token`, from LoadCredential=).
+    directory (`$CREDENTIALS_DIRECTORY/device-token`, from LoadCredential=). A credential file
+    that is a symlink or readable by others raises `SecretFileError` (kiosk/secret_files.py).
     """
     env_name = "KIOSK_" + name.upper().replace("-", "_")
     if value := os.environ.get(env_name):
@@ -421,6 +487,8 @@ def load_secret(name: str) -> str | None:
     cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
     if cred_dir:
         path = Path(cred_dir) / name
-        if path.is_file():
-            return path.read_text(encoding="utf-8").strip()
+        try:  # raises SecretFileError for a symlink or a file others may read
+            return read_private_file(path, group_read_ok=True).decode("utf-8").strip()
+        except FileNotFoundError:
+            return None
     return None

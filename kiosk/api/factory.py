@@ -34,6 +34,7 @@ from kiosk.api.routers import (
 from kiosk.checkin.metrics import Metrics
 from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.web_auth import Signer, load_or_create_secret
+from kiosk.touchscreen.web_auth import Signer, load_or_create_secret
 
 STATIC = STATIC_DIR
 SIMULATE_PREFIX = "/api/simulate"
@@ -60,6 +61,9 @@ def create_app(services: KioskServices) -> FastAPI:
     app = FastAPI(title="Haolinju Kiosk", version=__version__)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.state.services = services
+    # Checked at start: a symlinked or world-readable web secret stops the daemon with its
+    # reason, instead of failing a caregiver's first page.
+    app.state.signer = Signer(load_or_create_secret(services.data_dir))
     # Checked at start: a symlinked or world-readable web secret stops the daemon with its
     # reason, instead of failing a caregiver's first page.
     app.state.signer = Signer(load_or_create_secret(services.data_dir))

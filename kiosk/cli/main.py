@@ -65,6 +65,10 @@ def validate_config(
     out.print(
         f"{context.config_path}: ok (site {config.site.point_id}, device {config.device.device_id})"
     )
+    from kiosk.config import config_warnings
+
+    for warning in config_warnings(config):
+        out.print(f"warning: {warning}", style="yellow")
 
 
 @app.command()

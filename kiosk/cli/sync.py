@@ -78,6 +78,7 @@ def _show_status(store: Store, zone: dt.tzinfo) -> None:
 
 def _upload(store: Store, config: KioskConfig, data_dir: Path) -> int:
     from kiosk.config import load_secret
+    from kiosk.secret_files import SecretFileError
     from sync.client import PlatformClient, PlatformError
     from sync.signing import DeviceKeyError, default_key_path, load_device_key
     from sync.uploader import Uploader, pending_count
@@ -85,7 +86,11 @@ def _upload(store: Store, config: KioskConfig, data_dir: Path) -> int:
     if not config.platform.url:
         err.print("no platform.url in config.yaml: this kiosk runs offline", style="red")
         return 2
-    token = load_secret("device-token")
+    try:
+        token = load_secret("device-token")
+    except SecretFileError as exc:
+        err.print(str(exc), style="red", soft_wrap=True)  # paths unbroken
+        return 2
     if not token:
         err.print("no device token (KIOSK_DEVICE_TOKEN or credential device-token)", style="red")
         return 2

@@ -19,8 +19,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from hardware.card_uid import InvalidUidError, normalise
-from kiosk.config import KioskConfig, ReaderConfig
+from kiosk.config import KioskConfig, ReaderConfig, config_warnings, mask_url
 from kiosk.ops.storage import StoreDamagedError
+from kiosk.secret_files import SecretFileError
 from models.chain import SignatureCheck
 from models.db import Store
 from models.tables import MealRecord, Outbox
@@ -133,12 +134,11 @@ def check_camera(config: KioskConfig) -> Check:
         ok, frame = cap.read()
     finally:
         cap.release()
+    source = mask_url(config.camera.source)  # rtsp://user:***@...: no password on screen
     if not ok or frame is None:
         fix = "check the cable / RTSP URL; `v4l2-ctl --list-devices`"
-        return Check("camera", Level.FAIL, f"no frame from {config.camera.source!r}", fix)
-    return Check(
-        "camera", Level.OK, f"{frame.shape[1]}x{frame.shape[0]} from {config.camera.source!r}"
-    )
+        return Check("camera", Level.FAIL, f"no frame from {source!r}", fix)
+    return Check("camera", Level.OK, f"{frame.shape[1]}x{frame.shape[0]} from {source!r}")
 
 
 def check_speaker(config: KioskConfig) -> Check:
@@ -175,7 +175,11 @@ def check_platform(config: KioskConfig, now: dt.datetime) -> list[Check]:
     level = Level.WARN if abs(offset) > CLOCK_OFFSET_WARN_S else Level.OK
     checks.append(Check("clock vs platform", level, f"{offset:+.1f} s",
                         "enable systemd-timesyncd; check the time zone"))  # fmt: skip
-    token = load_secret("device-token")
+    try:
+        token = load_secret("device-token")
+    except SecretFileError as exc:
+        checks.append(Check("credentials", Level.FAIL, str(exc)))
+        return checks
     if not token:
         checks.append(Check("credentials", Level.FAIL, "no device token (not provisioned)",
                             "kiosk provision --platform URL --token T"))  # fmt: skip
@@ -252,6 +256,7 @@ def run_checks(config: KioskConfig, data_dir: Path, open_store: Callable[[], Sto
     checks = [
         Check("config", Level.OK, f"site {config.site.point_id}, device {config.device.device_id}")
     ]
+    checks += [Check("config", Level.WARN, warning) for warning in config_warnings(config)]
     db_checks, store = check_database(open_store)
     checks += db_checks
     checks.append(check_disk(data_dir))

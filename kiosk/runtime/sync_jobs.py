@@ -13,6 +13,7 @@ from hardware.backoff import Backoff
 from kiosk import __version__
 from kiosk.config import load_secret
 from kiosk.runtime.services import KioskServices
+from kiosk.secret_files import SecretFileError
 from sync.heartbeat import HeartbeatExtras
 from sync.scheduler import SyncJobs, start_sync_jobs
 from sync.signing import DeviceKeyError, default_key_path
@@ -29,7 +30,10 @@ def start_sync(services: KioskServices) -> tuple[SyncJobs | None, str]:
     cfg = services.config.platform
     if not cfg.url:
         return None, "no platform configured (platform.url): records stay on this terminal"
-    token = load_secret("device-token")
+    try:
+        token = load_secret("device-token")
+    except SecretFileError as exc:
+        return None, f"device token refused: {exc}"
     if not token:
         return None, "not provisioned (no device token): run `kiosk provision`"
 

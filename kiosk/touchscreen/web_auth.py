@@ -14,7 +14,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import threading
 import time
@@ -22,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from kiosk.secret_files import create_private_file, read_private_file
 
 SECRET_FILE = "web-secret"
 SESSION_COOKIE = "kiosk_session"
@@ -31,18 +32,17 @@ CSRF_HEADER = "x-csrf-token"
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:
+    """The signing key; made on first use. Raises SecretFileError when the file is a symlink or
+    readable by others (never read or written through a link)."""
     path = data_dir / SECRET_FILE
     try:
-        key = path.read_bytes()
-        if len(key) >= 32:
-            return key
+        key = read_private_file(path)
     except FileNotFoundError:
-        pass
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
+        key = b""
+    if len(key) >= 32:
+        return key
+    key = secrets.token_bytes(32)  # absent or truncated: a new key (signs everyone out)
+    create_private_file(path, key)
     return key
 
 

@@ -172,6 +172,7 @@ def test_compressed_day_uploads_roster_maintenance_no_growth(
         key = generate_device_key(creds / "device-key")
         device_id = "day-" + uuid.uuid4().hex[:8]
         (creds / "device-token").write_text(platform.register(device_id, "pt-day", key))
+        (creds / "device-token").chmod(0o600)  # a readable token is refused
         kiosk = KioskProc(
             tmp_path / "k",
             readers=TWO_READERS,

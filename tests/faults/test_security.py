@@ -209,6 +209,7 @@ def test_secrets_never_reach_logs_metrics_or_health(
             if not line.startswith("-----")
         ]
         (tmp_path / "creds" / "device-token").write_text(token)
+        (tmp_path / "creds" / "device-token").chmod(0o600)  # a readable token is refused
         kiosk = KioskProc(
             tmp_path / "k",
             extra_config=(

@@ -145,6 +145,7 @@ def test_secret_from_environment_then_credentials_dir(
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     assert load_secret("device-token") is None
     (tmp_path / "device-token").write_text("from-systemd\n")
+    (tmp_path / "device-token").chmod(0o400)  # as systemd hands it over; 0644 is refused
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     assert load_secret("device-token") == "from-systemd"
     monkeypatch.setenv("KIOSK_DEVICE_TOKEN", "from-env")

@@ -167,5 +167,6 @@ def test_doctor_checks_platform_clock_and_credentials(
     forged = tmp_path / "forged"
     forged.mkdir()
     (forged / "device-token").write_text("not-a-real-token")
+    (forged / "device-token").chmod(0o600)  # private, just not the platform's
     bad = doctor(forged)
     assert "credentials" in bad.stdout and "auth" in bad.stdout, bad.stdout
