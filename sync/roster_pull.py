@@ -4,6 +4,11 @@ The cursor (the last applied version) is kept in the audit row that `models.rost
 writes in the same transaction as the elders, so the roster and its version can never disagree
 after a crash. A roster that is unsigned, wrongly signed, malformed, for another point, or not
 newer than ours is refused: logged, audited, and the current roster stays in force.
+
+Card numbers are brought to the roster's configured form (`card_form`, injected by the kiosk:
+sync may not import hardware/) exactly like a file import and a tap: a card sent as "04a23b1c"
+used to be stored as given and never matched the "04A23B1C" a reader delivers. A roster with a
+card number that cannot be read in that form is refused whole.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,6 +33,8 @@ from sync.wire import RosterElder, RosterPayload
 log = logging.getLogger(__name__)
 
 SOURCE_PREFIX = "platform:v"
+# A card number as sent -> the roster's form (hardware.card_uid.normalise); ValueError if bad.
+CardForm = Callable[[str], str]
 
 
 @dataclass(frozen=True)
@@ -55,12 +63,15 @@ def current_roster_version(store: Store) -> int:
     return int(source.removeprefix(SOURCE_PREFIX))
 
 
-def _row(e: RosterElder) -> RosterRow:
+def _row(e: RosterElder, card_form: CardForm | None) -> RosterRow:
+    card = e.card_uid.strip() if e.card_uid else None
+    if card and card_form is not None:
+        card = card_form(card)  # ValueError: the caller refuses the roster
     return RosterRow(
         elder_id=e.elder_id,
         name=e.name,
         id_number_masked=e.id_number_masked,
-        card_uid=e.card_uid,
+        card_uid=card or None,
         group=e.group,
         contact_phone=e.contact_phone,
         status=e.status,
@@ -87,6 +98,7 @@ def pull_roster(  # noqa: PLR0911 — each refusal is its own early return
     verifier: PlatformVerifier,
     point_id: str,
     now: dt.datetime,
+    card_form: CardForm | None = None,
 ) -> RosterOutcome:
     """One pull; raises PlatformError only for transport/HTTP failures (the caller backs off)."""
     since = current_roster_version(store)
@@ -112,9 +124,14 @@ def pull_roster(  # noqa: PLR0911 — each refusal is its own early return
         return _refuse(store, since, f"version {payload.version} is not newer than {since}", now)
     if payload.since > since:
         return _refuse(store, since, f"delta starts at {payload.since}, we hold {since}", now)
-    report = apply_rows(
-        store, [_row(e) for e in payload.elders], now, source=f"{SOURCE_PREFIX}{payload.version}"
-    )
+    try:
+        rows = [_row(e, card_form) for e in payload.elders]
+    except ValueError as exc:
+        return _refuse(store, since, f"card number unreadable in the roster's form: {exc}", now)
+    cards = [r.card_uid for r in rows if r.card_uid]
+    if len(cards) != len(set(cards)):
+        return _refuse(store, since, "the same card number is given to two elders", now)
+    report = apply_rows(store, rows, now, source=f"{SOURCE_PREFIX}{payload.version}")
     removed = sum(1 for e in payload.elders if e.status != "active")
     log.info(
         "roster version %d applied: %d new, %d updated, %d not active",

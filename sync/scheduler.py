@@ -35,7 +35,7 @@ from sync.checkpoint import push_checkpoint
 from sync.client import PlatformClient, PlatformError
 from sync.heartbeat import HeartbeatExtras, build_heartbeat
 from sync.reconcile import reconcile
-from sync.roster_pull import pull_roster
+from sync.roster_pull import CardForm, pull_roster
 from sync.signing import PlatformVerifier, load_device_key
 from sync.uploader import RoundResult, Uploader
 
@@ -72,6 +72,7 @@ class SyncRunner:
         software_version: str = "",
         location: tuple[float, float] | None = None,
         heartbeat_extras: Callable[[], HeartbeatExtras] | None = None,
+        card_form: CardForm | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -85,6 +86,7 @@ class SyncRunner:
         self.software_version = software_version
         self.location = location
         self.heartbeat_extras = heartbeat_extras
+        self.card_form = card_form  # roster card numbers -> the roster's form
         self.state = SyncState()
         self._upload_lock = threading.Lock()
         # Set while a reconciliation is owed (skipped during backoff, or failed); see _guarded.
@@ -162,7 +164,12 @@ class SyncRunner:
         def body() -> None:
             assert self.verifier is not None
             outcome = pull_roster(
-                self.store, self.client, self.verifier, self.point_id, self._utc_now()
+                self.store,
+                self.client,
+                self.verifier,
+                self.point_id,
+                self._utc_now(),
+                card_form=self.card_form,
             )
             self.state.roster_version = outcome.version
 
@@ -231,6 +238,7 @@ def start_sync_jobs(
     location: tuple[float, float] | None = None,
     heartbeat_extras: Callable[[], HeartbeatExtras] | None = None,
     clock: Callable[[], dt.datetime] | None = None,
+    card_form: CardForm | None = None,
 ) -> SyncJobs:
     """Start the sync jobs in a background scheduler; call `.shutdown()` on stop.
 
@@ -260,6 +268,7 @@ def start_sync_jobs(
         software_version=software_version,
         location=location,
         heartbeat_extras=heartbeat_extras,
+        card_form=card_form,
     )
     scheduler = BackgroundScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},

@@ -5,6 +5,11 @@ A file is checked whole before anything is applied: one bad row (its row number 
 wrong) and nothing of the file is written. Then it is applied in short transactions of
 IMPORT_CHUNK rows, so that a 100,000-row roster never holds the write lock for more than a
 moment: the daemon keeps recording taps and feeding its watchdog during an import.
+
+Hostile or broken files are refused before they can cost memory: the file size, and for XLSX the
+uncompressed size of its parts, are checked before parsing; every field is bounded (the
+database columns' lengths); a file in another encoding (Big5, UTF-16, Shift-JIS...) is refused
+instead of being decoded as GBK into plausible-looking but wrong names.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import csv
 import datetime as dt
 import io
 import re
+import unicodedata
+import zipfile
 from pathlib import Path
 
 from sqlalchemy import select
@@ -44,6 +51,20 @@ YES_NO = {
     "": True, "是": True, "已签": True, "yes": True, "y": True, "1": True, "true": True,
     "否": False, "未签": False, "no": False, "n": False, "0": False, "false": False,
 }  # fmt: skip
+# The database columns' lengths (models/tables.py Elder, Card): longer is refused, not cut.
+FIELD_LIMITS = {
+    "elder_id": 64, "name": 64, "id_number": 18, "card_uid": 32, "group": 64,
+    "contact_phone": 32, "status": 16, "agreement_signed": 16,
+}  # fmt: skip
+MAX_FILE_BYTES = 32 * 1024 * 1024  # a 100,000-elder roster is ~10 MB of CSV
+MAX_XLSX_UNCOMPRESSED = 256 * 1024 * 1024  # all parts of the workbook, inflated
+MAX_XLSX_PART = 128 * 1024 * 1024  # one sheet, inflated (100,000 rows are ~40 MB of XML)
+# openpyxl holds every shared string in memory even in read-only mode: the part that let one
+# "cell" cost 772 MB. 100,000 elders' names, ids and phones are ~10 MB of it.
+MAX_SHARED_STRINGS = 32 * 1024 * 1024
+# A GBK text's Chinese is overwhelmingly GB2312 level 1 (the 3,755 common characters); Big5 or
+# Shift-JIS bytes read as GBK land mostly elsewhere.
+MIN_COMMON_HANZI_SHARE = 0.8
 IMPORT_CHUNK = 200  # rows per write transaction
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK = "10X98765432"
@@ -76,19 +97,84 @@ def mask_id_number(value: str) -> str:
     return value[:6] + "*" * 8 + value[-4:]
 
 
+def _is_common_hanzi(ch: str) -> bool:
+    try:
+        code = ch.encode("gb2312")
+    except UnicodeEncodeError:
+        return False
+    return len(code) == 2 and 0xB0 <= code[0] <= 0xD7  # GB2312 level 1
+
+
 def _decode(raw: bytes) -> str:
-    for encoding in ("utf-8-sig", "gb18030"):  # gb18030 is a superset of GBK and GB2312
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:4096]:
         try:
-            return raw.decode(encoding)
+            text = raw.decode("utf-16")
         except UnicodeDecodeError:
-            continue
-    raise RosterError(["file is neither UTF-8 nor GBK text"])
+            text = "\x00"
+        # A roster in UTF-16 is still mostly digits and commas (ID numbers, phones).
+        ascii_share = sum(ch.isascii() for ch in text) / max(len(text), 1)
+        if ascii_share > 0.3 and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
+            raise RosterError(["file is UTF-16 (Excel's 'Unicode text'): save it as CSV UTF-8"])
+        raise RosterError(["file is neither UTF-8 nor GBK text"])
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = raw.decode("gb18030")  # a superset of GBK and GB2312
+    except UnicodeDecodeError:
+        raise RosterError(["file is neither UTF-8 nor GBK text"]) from None
+    hanzi = [ch for ch in text if "\u3400" <= ch <= "\u9fff" or ord(ch) > 0xFFFF]
+    if hanzi and sum(map(_is_common_hanzi, hanzi)) / len(hanzi) < MIN_COMMON_HANZI_SHARE:
+        raise RosterError(
+            [
+                "file is neither UTF-8 nor GBK (Big5 or another encoding?): its names would be "
+                "garbled. Save it as CSV UTF-8 and import again"
+            ]
+        )
+    return text
+
+
+def _check_xlsx_size(path: Path) -> None:
+    """Refuse a workbook whose parts inflate beyond the caps, before openpyxl reads any."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            parts = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise RosterError([f"cannot open spreadsheet: {exc}"]) from None
+    biggest = max(parts, key=lambda p: p.file_size, default=None)
+    total = sum(p.file_size for p in parts)
+    for part in parts:
+        if part.filename.lower().endswith("sharedstrings.xml") and (
+            part.file_size > MAX_SHARED_STRINGS
+        ):
+            raise RosterError(
+                [f"spreadsheet's shared strings inflate to {part.file_size} bytes "
+                 f"(at most {MAX_SHARED_STRINGS}): not a roster"]
+            )  # fmt: skip
+    if biggest is not None and biggest.file_size > MAX_XLSX_PART:
+        raise RosterError(
+            [f"spreadsheet part {biggest.filename} inflates to {biggest.file_size} bytes "
+             f"(at most {MAX_XLSX_PART}): not a roster"]
+        )  # fmt: skip
+    if total > MAX_XLSX_UNCOMPRESSED:
+        raise RosterError(
+            [f"spreadsheet inflates to {total} bytes (at most {MAX_XLSX_UNCOMPRESSED})"]
+        )
 
 
 def read_table(path: Path) -> list[list[str]]:
     """The sheet as rows of strings, header first."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise RosterError([f"cannot read file: {exc}"]) from None
+    if size > MAX_FILE_BYTES:
+        raise RosterError([f"file is {size} bytes (at most {MAX_FILE_BYTES}): not a roster"])
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         from openpyxl import load_workbook
+
+        _check_xlsx_size(path)
 
         try:
             sheet = load_workbook(path, read_only=True, data_only=True).worksheets[0]
@@ -102,7 +188,17 @@ def read_table(path: Path) -> list[list[str]]:
         text = _decode(path.read_bytes())
     except OSError as exc:
         raise RosterError([f"cannot read file: {exc}"]) from None
-    return [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text))]
+    reader = csv.reader(io.StringIO(text))
+    rows: list[list[str]] = []
+    try:
+        rows.extend([cell.strip() for cell in row] for row in reader)
+    except csv.Error as exc:
+        row = f"row {reader.line_num}: "
+        if "field larger than field limit" in str(exc):
+            limit = csv.field_size_limit()
+            raise RosterError([f"{row}a field is longer than {limit} characters"]) from None
+        raise RosterError([f"{row}not readable as CSV: {exc}"]) from None
+    return rows
 
 
 def _map_header(header: list[str]) -> dict[str, int]:
@@ -131,6 +227,22 @@ def _map_header(header: list[str]) -> dict[str, int]:
     return index
 
 
+def _name_problem(name: str) -> str | None:
+    if not name:
+        return "姓名 (name) is empty"
+    if any(unicodedata.category(ch)[0] == "C" or ch == "\ufffd" for ch in name):
+        return f"姓名 {name!r} holds control or undecodable characters"
+    return None
+
+
+def _oversized(cells: dict[str, str]) -> list[str]:
+    return [
+        f"{COLUMNS[column][1]} ({column}) is {len(value)} characters long (at most {limit})"
+        for column, limit in FIELD_LIMITS.items()
+        if len(value := cells[column]) > limit
+    ]
+
+
 def _check_row(
     cells: dict[str, str],
     card_format: UidFormat,
@@ -138,14 +250,16 @@ def _check_row(
     seen_cards: dict[str, int],
 ) -> tuple[RosterRow | None, list[str]]:
     """One row as a RosterRow, or the list of what is wrong with it."""
+    if oversized := _oversized(cells):
+        return None, oversized  # nothing else is looked at in an oversized row
     elder_id, name, id_number = cells["elder_id"], cells["name"], cells["id_number"].upper()
     errors = []
     if not elder_id:
         errors.append("编号 (elder_id) is empty")
     elif elder_id in seen_ids:
         errors.append(f"编号 {elder_id} repeats row {seen_ids[elder_id]}")
-    if not name:
-        errors.append("姓名 (name) is empty")
+    if why := _name_problem(name):
+        errors.append(why)
     if why := check_id_number(id_number):
         errors.append(why)
     card = None

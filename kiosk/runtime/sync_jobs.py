@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from hardware.backoff import Backoff
+from hardware.card_uid import normalise
 from kiosk import __version__
 from kiosk.config import load_secret
 from kiosk.runtime.services import KioskServices
@@ -28,6 +29,7 @@ SYNC_BACKOFF_CAP_S = 900.0
 def start_sync(services: KioskServices) -> tuple[SyncJobs | None, str]:
     """(the running jobs, "") or (None, why sync is off)."""
     cfg = services.config.platform
+    card_format = services.config.roster.card_format
     if not cfg.url:
         return None, "no platform configured (platform.url): records stay on this terminal"
     try:
@@ -71,6 +73,8 @@ def start_sync(services: KioskServices) -> tuple[SyncJobs | None, str]:
             reconcile_days=cfg.reconcile_days,
             software_version=__version__,
             heartbeat_extras=extras,
+            # Signed rosters' card numbers in the roster's form, like file imports and taps.
+            card_form=lambda uid: normalise(uid, card_format, card_format),
         )
     except DeviceKeyError as exc:
         return None, f"device key: {exc}"
