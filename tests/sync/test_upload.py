@@ -163,10 +163,9 @@ def test_deleted_record_shows_as_gap(platform: Platform, kiosk: Kiosk) -> None:
 def test_wrong_device_key_is_forged(platform: Platform, kiosk: Kiosk, tmp_path) -> None:
     from sync.signing import generate_device_key
 
-    add_records(kiosk.store, kiosk.device_id, 2)
     impostor = generate_device_key(tmp_path / "other.key")
-    uploader = kiosk.uploader(platform.url)
-    uploader.key = impostor
-    result = uploader.run_round()
+    # Records signed at insert by another key (the uploader never signs: issue 12.6).
+    add_records(kiosk.store, kiosk.device_id, 2, signer=impostor.sign_record)
+    result = kiosk.uploader(platform.url).run_round()
     assert result.rejected == 2
     assert {a["kind"] for a in platform.alerts(kiosk.device_id)} == {"forged"}
