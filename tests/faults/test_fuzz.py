@@ -37,6 +37,7 @@ from models.roster import apply_rows
 from models.tables import AuditEvent, Elder, MealRecord
 from sync import wire
 from sync.client import PlatformClient, PlatformError
+from sync.platform.admin_client import enrol_with_admin, setup_operator
 from sync.platform.app import create_platform_app
 from sync.roster_pull import current_roster_version, pull_roster
 from sync.signing import PlatformVerifier
@@ -150,22 +151,18 @@ def test_every_platform_endpoint_survives_generated_and_wrong_requests(
     client = TestClient(app, raise_server_exceptions=False)
     device_key = Ed25519PrivateKey.generate()
     device_id = "fuzz-" + uuid.uuid4().hex[:8]
-    reg = client.post(
-        "/v1/devices",
-        json={
-            "device_id": device_id,
-            "point_id": "pt-fuzz",
-            "public_key": wire.b64encode(device_key.public_key().public_bytes_raw()),
-        },
-        headers={"authorization": f"Bearer {ADMIN}"},
-    )
-    assert reg.status_code == 201, reg.text
-    token = reg.json()["token"]
+    public_key = wire.b64encode(device_key.public_key().public_bytes_raw())
+    operator = setup_operator(client, ADMIN, "fuzz-township", "fuzz-operator")
+    token = enrol_with_admin(
+        client, ADMIN, device_id, "pt-fuzz", public_key, township="fuzz-township",
+        operator=operator,
+    )  # fmt: skip
     auths = [
         {},
         {"authorization": "Bearer nonsense"},
         {"authorization": f"Bearer {token}"},
         {"authorization": f"Bearer {ADMIN}"},
+        {"authorization": f"Bearer {operator.token}"},
     ]
 
     def nothing_forged_stored() -> None:

@@ -38,6 +38,7 @@ from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.caregivers import CaregiverBook
 from models.db import Store
 from sync.client import PlatformClient
+from sync.platform.admin_client import enrol_with_admin
 from sync.platform.app import create_platform_app
 from sync.signing import generate_device_key
 from sync.uploader import Uploader
@@ -326,13 +327,9 @@ def test_no_plaintext_face_template_in_the_database_or_in_uploads(
     admin = "admin-" + uuid.uuid4().hex
     app = create_platform_app(f"sqlite:///{tmp_path / 'p.db'}", Ed25519PrivateKey.generate(), admin)
     key = generate_device_key(tmp_path / "dev.key")
-    reg = TestClient(app).post(
-        "/v1/devices",
-        json={"device_id": "bio-dev", "point_id": "pt", "public_key": key.public_key_b64},
-        headers={"authorization": f"Bearer {admin}"},
-    )
-    client, capture = platform_client(app, reg.json()["token"])
-    add_records(store, "bio-dev", 3)
+    token = enrol_with_admin(TestClient(app), admin, "bio-dev", "pt", key.public_key_b64)
+    client, capture = platform_client(app, token)
+    add_records(store, "bio-dev", 3, signer=key.sign_record)  # signed with the enrolled key
     assert Uploader(store, client, key, "bio-dev").run_round().accepted == 3
 
     files = {p.name: p.read_bytes() for p in store.db_path.parent.glob("kiosk.db*")}
@@ -361,14 +358,7 @@ def test_platform_rejects_other_keys_and_batches_replayed_by_another_device(
     keys, tokens = {}, {}
     for dev in ("dev-a", "dev-b"):
         keys[dev] = generate_device_key(tmp_path / f"{dev}.key")
-        tokens[dev] = operator.post(
-            "/v1/devices",
-            json={
-                "device_id": dev,
-                "point_id": f"pt-{dev}",
-                "public_key": keys[dev].public_key_b64,
-            },
-        ).json()["token"]
+        tokens[dev] = enrol_with_admin(operator, admin, dev, f"pt-{dev}", keys[dev].public_key_b64)
     seed_elders(store, 10)
     add_records(store, "dev-a", 3)
 

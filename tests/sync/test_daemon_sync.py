@@ -11,7 +11,7 @@ import pytest
 
 from kiosk.ops.provision import provision
 from tests.support.daemon import start_daemon, stop_daemon
-from tests.support.platform import ADMIN_TOKEN, Platform
+from tests.support.platform import Platform
 from tests.support.roster import elder_row
 
 pytestmark = pytest.mark.slow
@@ -21,7 +21,8 @@ def test_tapped_meal_reaches_the_platform_and_leaves_the_queue(
     tmp_path: Path, sqlite_platform: Platform
 ) -> None:
     cred = tmp_path / "cred"
-    provision(sqlite_platform.url, "proc-test", "ZY-T", ADMIN_TOKEN, cred)
+    code = sqlite_platform.enrolment_code("ZY-T")
+    provision(sqlite_platform.url, "proc-test", "ZY-T", code, cred)
     platform_cfg = f"platform: {{url: {sqlite_platform.url}, upload_interval_s: 5, checkpoint_interval_s: 5}}\n"
     proc, base = start_daemon(
         tmp_path,

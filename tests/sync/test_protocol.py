@@ -128,7 +128,7 @@ def _platform_delete(platform: Platform, device_id: str, seqs: list[int]) -> int
 
 
 def publish(platform: Platform, point_id: str, *elders: dict) -> int:
-    r = platform.admin(
+    r = platform.operator(
         "POST", "/v1/admin/roster", json={"point_id": point_id, "elders": list(elders)}
     )
     assert r.status_code == 200, r.text
