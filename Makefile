@@ -26,7 +26,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps uv venv demo run test lint format pytest soak dlib-blas clean \
-	bundle systemd-host-test systemd-host-test-blas systemd-host-test-bundle
+	bundle systemd-host-test systemd-host-test-blas systemd-host-test-bundle systemd-host-measure
 
 help:
 	@echo "make demo    run the kiosk demo (http://127.0.0.1:8080/)"
@@ -132,6 +132,10 @@ systemd-host-test-blas: venv
 systemd-host-test-bundle: bundle
 	KIOSK_BUNDLE=$$(ls -t dist/haolinju-kiosk-*.tar | head -n 1) $(UV) run --locked pytest \
 		-p no:cacheprovider tests/systemd/test_bundle.py $(PYTEST_ARGS)
+
+# Start -> READY, RSS and idle CPU (camera on a video) of the installed service (~3 min).
+systemd-host-measure: venv
+	$(UV) run --locked python -m tests.systemd.measure_installed
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache
