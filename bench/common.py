@@ -177,14 +177,16 @@ class Platform:
         return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=60, **kwargs)
 
     def register(self, device_id: str, point_id: str, public_key_b64: str) -> str:
-        r = self.admin(
-            "POST",
-            "/v1/devices",
-            json={"device_id": device_id, "point_id": point_id, "public_key": public_key_b64},
-        )
-        if r.status_code != 201:
-            raise RuntimeError(f"device registration failed: {r.status_code} {r.text}")
-        return str(r.json()["token"])
+        """Enrol the county's way: point and operator by the administrator, a one-time code."""
+        import httpx
+
+        from sync.platform.admin_client import AdminError, enrol_with_admin
+
+        with httpx.Client(base_url=self.url, timeout=60) as http:
+            try:
+                return enrol_with_admin(http, ADMIN_TOKEN, device_id, point_id, public_key_b64)
+            except AdminError as exc:
+                raise RuntimeError(f"device registration failed: {exc}") from None
 
     def record_count(self, device_id: str) -> int:
         r = self.admin("GET", f"/v1/admin/devices/{device_id}/records")
@@ -208,10 +210,15 @@ def platform(workdir: Path, name: str = "platform") -> Any:
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "platform.log"
     log_file = log_path.open("ab")
+    token_file = folder / "admin-token"  # secrets from a 0600 file, never argv
+    token_file.unlink(missing_ok=True)
+    token_file.touch(mode=0o600)
+    token_file.write_text(ADMIN_TOKEN + "\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sync.platform", "--db", f"sqlite:///{folder / 'platform.db'}",
+        [sys.executable, "-m", "sync.platform", "serve",
+         "--db", f"sqlite:///{folder / 'platform.db'}",
          "--port", str(port), "--key", str(folder / "platform.key"),
-         "--admin-token", ADMIN_TOKEN, "--log-level", "WARNING"],
+         "--admin-token-file", str(token_file), "--log-level", "WARNING"],
         cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=log_file,
     )  # fmt: skip
     log_file.close()
