@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from hardware.speaker import QuietHours, Speaker
 from kiosk.checkin.events import Event
+
+if TYPE_CHECKING:  # the services hold the speaker: no import at run time, no cycle
+    from kiosk.runtime.services import KioskServices
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ def prompt_for(data: dict[str, Any]) -> tuple[str, str | None] | None:
     return None
 
 
-def build_speaker(services: Any) -> Speaker:
+def build_speaker(services: KioskServices) -> Speaker:
     cfg = services.config.speech
     quiet = None
     if cfg.quiet_start is not None and cfg.quiet_end is not None:
@@ -55,7 +59,7 @@ def build_speaker(services: Any) -> Speaker:
     )
 
 
-def listener(speaker: Speaker) -> Any:
+def listener(speaker: Speaker) -> Callable[[Event], None]:
     def on_event(event: Event) -> None:
         if event.kind != "checkin":
             return
@@ -66,7 +70,7 @@ def listener(speaker: Speaker) -> Any:
     return on_event
 
 
-def start_speech(services: Any, stop: threading.Event) -> Speaker | None:
+def start_speech(services: KioskServices, stop: threading.Event) -> Speaker | None:
     if not services.config.speech.enabled:
         return None
     speaker = build_speaker(services)

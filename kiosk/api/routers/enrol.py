@@ -16,13 +16,16 @@ import threading
 from typing import Any
 
 import cv2
+import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from numpy.typing import NDArray
 
 from kiosk.api.deps import ServicesDep
 from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
 from kiosk.api.routers.elders import groups, pick_elders
 from kiosk.face.enrol import Enrolled, Enroller, EnrolRefusal
+from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.masking import mask_id_number
 from models.tables import AuditEvent, Elder
 
@@ -61,15 +64,15 @@ def _enroller(request: Request) -> Enroller:
     return enroller
 
 
-def _frame_rgb(services: Any) -> Any:
+def _frame_rgb(services: KioskServices) -> NDArray[np.uint8] | None:
     """The newest camera frame as RGB, or None (no camera, or no frame yet)."""
     latest = services.camera.latest() if services.camera is not None else None
     if latest is None:
         return None
-    return cv2.cvtColor(latest[0], cv2.COLOR_BGR2RGB)
+    return np.asarray(cv2.cvtColor(latest[0], cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
-def _elder(services: Any, elder_id: str) -> dict[str, Any] | None:
+def _elder(services: KioskServices, elder_id: str) -> dict[str, Any] | None:
     if not elder_id:
         return None
     with services.store.read() as s:

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from kiosk.api.deps import ServicesDep
 from kiosk.api.pages_common import OptionalCaregiverDep, render
+from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.masking import mask_name, mask_phone
 from kiosk.touchscreen.missing import MissingReport, missing_diners
 
@@ -45,7 +46,7 @@ def missing_json(report: MissingReport, full: bool) -> dict[str, Any]:
     }
 
 
-def _report(services: Any, min_days: int | None, of_last: int | None) -> MissingReport:
+def _report(services: KioskServices, min_days: int | None, of_last: int | None) -> MissingReport:
     if min_days and of_last and min_days > of_last:
         min_days = of_last
     return missing_diners(services.config, services.store, services.now(), min_days, of_last)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -13,6 +12,7 @@ from kiosk.api.deps import ServicesDep
 from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
 from kiosk.api.routers.caregiver import get_book
 from kiosk.checkin.schedule import SLOT_LABELS
+from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.caregivers import ROLES
 from kiosk.touchscreen.notices import (
     WEEKDAYS,
@@ -43,7 +43,7 @@ def _previous_month(today: dt.date) -> str:
     return f"{first.year}-{first.month:02d}"
 
 
-def _month(services: Any, month: str | None) -> tuple[int, int]:
+def _month(services: KioskServices, month: str | None) -> tuple[int, int]:
     try:
         return parse_month(month or _previous_month(services.now().date()))
     except ValueError as exc:
