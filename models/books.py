@@ -54,6 +54,8 @@ class BookOutbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     uploaded_at: Mapped[dt.datetime | None] = mapped_column(AwareDateTime(), index=True)
     rejected_reason: Mapped[str | None] = mapped_column(Text)
+    # The platform's signed receipt (kind "books") naming this entry (migration 0008).
+    receipt_id: Mapped[int | None] = mapped_column(ForeignKey("platform_receipt.id"))
 
 
 def canonical_body(fields: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from sync.wire import (
     AckedCheckpoint,
     BatchResult,
+    BookBatch,
     Checkpoint,
     CheckpointResult,
     DaySeqs,
@@ -115,6 +116,10 @@ class PlatformClient:
         headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
         result = self._call("POST", "/v1/records", BatchResult, content=body, headers=headers)
         return result, len(body)
+
+    def post_books(self, batch: BookBatch) -> BatchResult:
+        """Send entries of the village's books (small: plain JSON)."""
+        return self._call("POST", "/v1/books", BatchResult, json=_dump(batch))
 
     def post_checkpoint(self, cp: Checkpoint) -> CheckpointResult:
         return self._call("POST", "/v1/checkpoints", CheckpointResult, json=_dump(cp))

@@ -117,6 +117,19 @@ def verify_records(
     return good_seq, good_hash, _listed("chain", faults)
 
 
+def _receipt_verifies(platform: PlatformVerifier, r: PlatformReceipt, ids: set[str]) -> bool:
+    """The receipt's signature, checked against the message of its kind."""
+    if not r.signature:
+        return False
+    if r.kind == "checkpoint":
+        return platform.checkpoint_ack_ok(
+            r.device_id, r.seq or 0, r.head_hash or "", r.server_time, r.signature
+        )
+    if r.kind == "books":  # the village's books (sync/book_uploader.py)
+        return platform.book_receipt_ok(r.device_id, r.server_time, sorted(ids), r.signature)
+    return platform.receipt_ok(r.device_id, r.server_time, sorted(ids), r.signature)
+
+
 def receipt_problems(
     store: Store, platform: PlatformVerifier | None, known_good: set[int] | None = None
 ) -> list[str]:
@@ -144,14 +157,7 @@ def receipt_problems(
             continue
         if r.id in good or platform is None:
             continue
-        if r.kind == "checkpoint":
-            ok = bool(r.signature) and platform.checkpoint_ack_ok(
-                r.device_id, r.seq or 0, r.head_hash or "", r.server_time, r.signature or ""
-            )
-        else:
-            ok = bool(r.signature) and platform.receipt_ok(
-                r.device_id, r.server_time, sorted(ids), r.signature or ""
-            )
+        ok = _receipt_verifies(platform, r, ids)
         if ok:
             good.add(r.id)
         else:

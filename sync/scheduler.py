@@ -31,6 +31,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from models.db import Store
 from sync.backoff import Backoff
+from sync.book_uploader import BookUploader
 from sync.checkpoint import push_checkpoint
 from sync.client import PlatformClient, PlatformError
 from sync.heartbeat import HeartbeatExtras, build_heartbeat
@@ -88,6 +89,8 @@ class SyncRunner:
         self.heartbeat_extras = heartbeat_extras
         self.card_form = card_form  # roster card numbers -> the roster's form
         self.state = SyncState()
+        # The village's books ride along with every upload round (few entries a day).
+        self.books = BookUploader(store, client, device_id, utc_clock(clock))
         self._upload_lock = threading.Lock()
         # Set while a reconciliation is owed (skipped during backoff, or failed); see _guarded.
         self._reconcile_owed = False
@@ -141,6 +144,8 @@ class SyncRunner:
             )
             with self._upload_lock:
                 result = self.uploader.run_round()
+                if result.ok:
+                    self.books.run_round()
             self.state.last_upload = result
             if not result.ok:
                 raise PlatformError("upload", result.error or "", retry_after=result.retry_after)

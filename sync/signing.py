@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from sync.wire import (
     b64encode,
+    book_receipt_message,
     checkpoint_ack_message,
     checkpoint_message,
     public_key_from_b64,
@@ -157,6 +158,15 @@ class PlatformVerifier:
         """A batch receipt: the platform holds exactly `record_ids` of this device."""
         at = dt.datetime.fromisoformat(server_time)
         return verify(self.public_key, receipt_message(device_id, at, record_ids), signature_b64)
+
+    def book_receipt_ok(
+        self, device_id: str, server_time: str, entry_ids: list[str], signature_b64: str
+    ) -> bool:
+        """A books receipt: the platform holds exactly these book entries of this device."""
+        at = dt.datetime.fromisoformat(server_time)
+        return verify(
+            self.public_key, book_receipt_message(device_id, at, entry_ids), signature_b64
+        )
 
     def checkpoint_ack_ok(
         self, device_id: str, seq: int, head_hash: str, server_time: str, signature_b64: str

@@ -28,6 +28,7 @@ from models.db import make_engine
 from sync.platform.completeness import sweep
 from sync.platform.routers import (
     admin,
+    books,
     device_copy,
     devices,
     health,
@@ -47,6 +48,7 @@ ROUTERS = (
     device_copy.router,
     reconcile.router,
     heartbeat.router,
+    books.router,
     roster.router,
     devices.router,
     admin.router,

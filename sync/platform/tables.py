@@ -219,3 +219,25 @@ class HeartbeatRow(PlatformBase):
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[str] = mapped_column(String(40))
     body: Mapped[str] = mapped_column(Text)
+
+
+class BookEntryRow(PlatformBase):
+    """An entry of a meal point's books (purchases, donations, fees, patrols...), as received."""
+
+    __tablename__ = "book_entry"
+    __table_args__ = (UniqueConstraint("device_id", "seq", name="uq_book_device_seq"),)
+
+    entry_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("device.device_id"), index=True)
+    point_id: Mapped[str] = mapped_column(String(64), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(24), index=True)
+    entry_date: Mapped[dt.date] = mapped_column(Date, index=True)
+    body: Mapped[str] = mapped_column(Text)  # canonical JSON, exactly as hashed
+    corrects: Mapped[str | None] = mapped_column(String(36))
+    caregiver_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[str] = mapped_column(String(40))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[str] = mapped_column(String(40))
