@@ -10,7 +10,8 @@ import pytest
 from tests.support.daemon import stop_daemon
 from tests.support.ui import ARTIFACTS, PIN, VIEWPORT, Kiosk, check_legible, shot, start_kiosk
 
-pytestmark = pytest.mark.slow
+# The module shares one daemon and one Chromium: keep it on one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui_browser")]
 
 
 @pytest.fixture(scope="module")

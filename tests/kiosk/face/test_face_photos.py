@@ -24,7 +24,13 @@ from kiosk.face.matcher import (
 )
 from kiosk.face.pipeline import FacePipeline
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pkg_resources in the models
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),  # pkg_resources in the models
+    # One xdist worker encodes the photos once (session fixture `samples`); the first test
+    # pays for it, hence the longer bound.
+    pytest.mark.xdist_group("face_photos"),
+    pytest.mark.timeout(600),
+]
 
 
 def probes(samples: list[FaceSample], role: str) -> list[FaceSample]:

@@ -21,7 +21,8 @@ from tests.support.ui import (
     skip_without_chromium,
 )
 
-pytestmark = pytest.mark.slow
+# The module shares one daemon and one Chromium: keep it on one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui_safety_browser")]
 
 # A second reader that is not plugged in: the status bar must say so, and what to do.
 READERS = (

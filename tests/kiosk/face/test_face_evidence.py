@@ -35,6 +35,8 @@ from tests.support.config import BASE_CONFIG
 from tests.support.roster import Clock, elder_row
 
 DESK = ReaderConfig(kind="simulated", name="desk")
+# Module fixtures run dlib on the photos once: keep the module on one xdist worker.
+pytestmark = pytest.mark.xdist_group("face_evidence")
 OBAMA_CARD, BIDEN_CARD, UNENROLLED_CARD = (elder_row(n).card_uid for n in (1, 2, 6))
 
 

@@ -24,6 +24,8 @@ from tests.support.config import BASE_CONFIG
 from tests.support.roster import TZ, elder_row
 
 NOW = dt.datetime(2026, 12, 2, 10, 0, tzinfo=TZ)
+# Module fixtures run dlib on the photos once: keep the module on one xdist worker.
+pytestmark = pytest.mark.xdist_group("face_enrol")
 TRAIN = {  # elder id -> enrolment photos (the five people of train/)
     "E0001": ["train/obama/obama.jpg", "train/obama/obama2.jpg"],
     "E0002": ["train/biden/biden.jpg", "train/biden/biden2.jpg"],

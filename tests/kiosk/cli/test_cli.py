@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from kiosk.cli.main import app
 from kiosk.ops.storage import DB_FILE, open_store
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PAGE = 4096
 
 
