@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -10,9 +11,12 @@ from markupsafe import Markup
 
 from kiosk.api.deps import ServicesDep
 from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
+from kiosk.api.routers.books import books_of
 from kiosk.api.routers.caregiver import get_book
 from kiosk.checkin.schedule import SLOT_LABELS
 from kiosk.runtime.services import KioskServices
+from kiosk.touchscreen.book_notice import notice_context
+from kiosk.touchscreen.books import previous_month
 from kiosk.touchscreen.caregivers import ROLES
 from kiosk.touchscreen.notices import (
     WEEKDAYS,
@@ -82,8 +86,23 @@ def notices_page(request: Request, services: ServicesDep, edit: bool = False) ->
             "menu": {f"{d.isoformat()}|{s}": text for (d, s), text in menu.items()},
             "edit": edit,
             "monday": monday,
+            **_last_month(services, today),
         },
     )
+
+
+def _last_month(services: KioskServices, today: dt.date) -> dict[str, Any]:
+    """Last month's notices on the board: whether they are up, the 光荣榜, donations, 助洁."""
+    month = previous_month(today)
+    books = books_of(services)
+    posted = [e.entry_date for e in books.effective(["notice_posted"]) if e.body["month"] == month]
+    return {
+        "prev": month,
+        "prev_label": f"{int(month[5:])}月",
+        "posted_on": min(posted) if posted else None,
+        "posted_days": (today - min(posted)).days if posted else 0,
+        "last": notice_context(books, services.store, int(month[:4]), int(month[5:])),
+    }
 
 
 @router.post("/notices/menu")

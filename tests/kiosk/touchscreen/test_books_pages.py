@@ -111,3 +111,23 @@ def test_reminders_on_the_status_bar_and_fees_owed_only_behind_the_pin(
     assert "近7天没有采购：肉、奶、蔬菜" in bar
     assert not any("健康证" in r for r in bar)
     assert not any("伙食费" in r for r in bar)  # a fee owed is never on the public screen
+
+
+def test_notice_board_shows_last_month_in_one_place(
+    client: TestClient, services: KioskServices
+) -> None:
+    board = client.get("/notices").text
+    assert "还没有张贴：请在10日前打印并张贴" in board
+    assert 'href="/notices/books?month=2026-11"' in board
+    token = sign_in_client(client, "/books")
+    client.post(
+        "/books/new/donation",
+        data={"date": "2026-11-20", "donor": "县供销社", "donor_type": "企业", "what": "goods",
+              "goods": "食用油", "quantity": "10", "unit": "桶", "csrf": token},
+    )  # fmt: skip
+    client.post(
+        "/books/new/notice_posted", data={"date": "2026-12-01", "month": "2026-11", "csrf": token}
+    )
+    board = client.get("/notices").text
+    assert "12月1日已张贴，请至少张贴到第5天（已1天）" in board
+    assert "县供销社：食用油 10桶" in board
