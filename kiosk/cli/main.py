@@ -129,7 +129,14 @@ def maintenance(ctx: typer.Context) -> None:
 def provision(
     ctx: typer.Context,
     platform: Annotated[str, typer.Option("--platform", help="county platform base URL")],
-    token: Annotated[str, typer.Option("--token", help="one-time provisioning token")],
+    code_file: Annotated[
+        str | None,
+        typer.Option(
+            "--code-file",
+            help="file with the one-time enrolment code (- for stdin; asked for if omitted)",
+        ),
+    ] = None,
+    token: Annotated[str | None, typer.Option("--token", hidden=True)] = None,
     device_id: Annotated[str | None, typer.Option("--device-id", help="default: config")] = None,
     credentials_dir: Annotated[
         Path | None,
@@ -137,7 +144,7 @@ def provision(
     ] = None,
 ) -> None:
     """Register this terminal with the platform: signing key, device token (0600). Safe twice."""
-    from kiosk.ops.provision import ProvisionError
+    from kiosk.ops.provision import ProvisionError, read_code
     from kiosk.ops.provision import provision as do_provision
 
     context = context_of(ctx)
@@ -150,9 +157,21 @@ def provision(
             err=True,
         )
         raise typer.Exit(2)
+    if token is not None:
+        typer.echo(
+            "--token is not accepted: a secret on the command line is visible in `ps`. Put the "
+            "enrolment code in a file (--code-file FILE), pipe it (--code-file -), or type it "
+            "when asked.",
+            err=True,
+        )
+        raise typer.Exit(2)
     cred_dir = credentials_dir or Path("/etc/haolinju-kiosk/credentials")
     try:
-        done = do_provision(platform, device_id, config.site.point_id, token, cred_dir)
+        if code_file:
+            code = read_code(code_file)
+        else:
+            code = typer.prompt("enrolment code (from the township operator)", hide_input=True)
+        done = do_provision(platform, device_id, config.site.point_id, code, cred_dir)
     except ProvisionError as exc:
         typer.echo(f"provisioning failed: {exc}", err=True)
         raise typer.Exit(1) from None
