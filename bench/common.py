@@ -284,14 +284,18 @@ def kiosk_side(template: Path, folder: Path, plat: Platform) -> KioskSide:
 
 
 def add_records(store: Store, device_id: str, n: int, elders: int, start: int = 0) -> None:
-    """n accepted lunch records in one transaction: elder k % elders, a new day per round."""
+    """n accepted lunch records in one transaction: elder k % elders, a new day per round;
+    signed at insert with the key `kiosk_side` put beside the database (as the daemon does)."""
     from models.records import append_record
+    from sync.signing import load_device_key
 
+    signer = load_device_key(store.db_path.parent / "device.key").sign_record
     with store.write() as session:
         for k in range(start, start + n):
             day = dt.date(2025, 1, 1) + dt.timedelta(days=k // elders)
             append_record(
                 session,
+                signer=signer,
                 device_id=device_id,
                 elder_id=f"E{k % elders + 1:05d}",
                 service="meal",
