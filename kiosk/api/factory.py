@@ -33,7 +33,7 @@ from kiosk.api.routers import (
 )
 from kiosk.checkin.metrics import Metrics
 from kiosk.runtime.services import KioskServices
-from kiosk.touchscreen.web_auth import Signer, load_or_create_secret
+from kiosk.touchscreen.receipts import MAX_BYTES as RECEIPT_MAX_BYTES
 from kiosk.touchscreen.web_auth import Signer, load_or_create_secret
 
 STATIC = STATIC_DIR
@@ -61,9 +61,6 @@ def create_app(services: KioskServices) -> FastAPI:
     app = FastAPI(title="Haolinju Kiosk", version=__version__)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.state.services = services
-    # Checked at start: a symlinked or world-readable web secret stops the daemon with its
-    # reason, instead of failing a caregiver's first page.
-    app.state.signer = Signer(load_or_create_secret(services.data_dir))
     # Checked at start: a symlinked or world-readable web secret stops the daemon with its
     # reason, instead of failing a caregiver's first page.
     app.state.signer = Signer(load_or_create_secret(services.data_dir))
@@ -103,7 +100,10 @@ def _add_guards(app: FastAPI, services: KioskServices) -> None:
     web = services.config.web
     policy = GuardPolicy(
         allowed_hosts=default_hosts(web.host, web.allowed_hosts),
-        body_limits=((SIMULATE_PREFIX, SIMULATE_MAX_BYTES),),
+        body_limits=(
+            (SIMULATE_PREFIX, SIMULATE_MAX_BYTES),
+            ("/books/receipt", RECEIPT_MAX_BYTES),  # a photo, checked again when stored
+        ),
         default_body_limit=MAX_FORM_BYTES,
         loopback_only=(SIMULATE_PREFIX,),
     )

@@ -114,11 +114,20 @@ async def read_form(request: Request) -> dict[str, str]:
 async def checked_form(request: Request) -> dict[str, str]:
     """The form of a state-changing request, after the CSRF check (403 if it fails)."""
     form = await read_form(request)
-    submitted = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
+    check_csrf(request, form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER))
+    return form
+
+
+def check_csrf(request: Request, submitted: str | None) -> None:
+    """403 unless `submitted` is this session's CSRF token (a form field or the header)."""
     session = current_caregiver(request)
     if not csrf_ok(get_signer(request), request.cookies.get(CSRF_COOKIE), submitted, session):
         raise HTTPException(403, "CSRF token missing or invalid; reload the page")
-    return form
+
+
+def check_csrf_header(request: Request) -> None:
+    """The CSRF check of a request whose body is not a form (a photo): header only."""
+    check_csrf(request, request.headers.get(CSRF_HEADER))
 
 
 CheckedForm = Annotated[dict[str, str], Depends(checked_form)]

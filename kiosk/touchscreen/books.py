@@ -154,11 +154,18 @@ def _expense(form: dict[str, Any], today: dt.date) -> tuple[dt.date, dict[str, A
         "amount": str(amount(form.get("amount"))),
         "supplier": text(form.get("supplier"), "供应商", required=False),
         "buyer": text(form.get("buyer"), "采购人"),
-        "receipt_sha256": str(form.get("receipt_sha256") or ""),
+        "receipt_sha256": _receipt(form.get("receipt_sha256")),
     }
     qty = quantity(form.get("quantity"))
     body["quantity"] = "" if qty is None else str(qty)
     return day(form.get("date"), "日期", today), body
+
+
+def _receipt(value: object) -> str:
+    raw = str(value or "").strip()
+    if raw and not re.fullmatch(r"[0-9a-f]{64}", raw):
+        raise BookError("收据照片无效，请重新拍照")
+    return raw
 
 
 def _income(form: dict[str, Any], today: dt.date) -> tuple[dt.date, dict[str, Any]]:

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from kiosk.api.deps import ServicesDep
-from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
+from kiosk.api.pages_common import CaregiverDep, CheckedForm, check_csrf_header, render
 from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.book_forms import FORMS, pick_extras, pick_options
 from kiosk.touchscreen.book_notice import books_csv, books_xlsx, notice_context
@@ -35,6 +35,12 @@ from kiosk.touchscreen.books import (
     reminders,
 )
 from kiosk.touchscreen.notices import parse_month
+from kiosk.touchscreen.receipts import (
+    ReceiptError,
+    receipt_path,
+    snapshot_jpeg,
+    store_receipt,
+)
 from models.tables import Elder
 
 router = APIRouter(tags=["books"])
@@ -172,6 +178,36 @@ def new_entry(
         old = _entry(services, corrects) if corrects else None
         return _form_page(request, services, kind, dict(form), str(exc), old)
     return RedirectResponse("/books?saved=1", status_code=303)
+
+
+@router.post("/books/receipt")
+async def upload_receipt(
+    request: Request, services: ServicesDep, caregiver: CaregiverDep
+) -> dict[str, str]:
+    """A receipt photo as the raw body (image/jpeg or image/png), or, with an empty body, the
+    camera's current frame. The guard capped the body before this reads it."""
+    check_csrf_header(request)
+    data = await request.body()
+    try:
+        if not data:
+            latest = services.camera.latest() if services.camera is not None else None
+            if latest is None:
+                raise ReceiptError("没有摄像头画面，无法拍照")
+            data = snapshot_jpeg(latest[0])
+        sha = store_receipt(services.data_dir, data)
+    except ReceiptError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    return {"receipt_sha256": sha}
+
+
+@router.get("/books/receipt/{sha}.jpg")
+def show_receipt(sha: str, services: ServicesDep, caregiver: CaregiverDep) -> Response:
+    path = receipt_path(services.data_dir, sha)
+    if path is None:
+        raise HTTPException(status_code=404, detail="no such receipt photo")
+    return Response(
+        path.read_bytes(), media_type="image/jpeg", headers={"Cache-Control": "no-store"}
+    )
 
 
 @router.get("/books/{entry_id}/correct", response_class=HTMLResponse)

@@ -131,3 +131,35 @@ def test_notice_board_shows_last_month_in_one_place(
     board = client.get("/notices").text
     assert "12月1日已张贴，请至少张贴到第5天（已1天）" in board
     assert "县供销社：食用油 10桶" in board
+
+
+def test_receipt_photos_capped_checked_and_bound_to_the_entry(
+    client: TestClient, services: KioskServices
+) -> None:
+    import cv2
+    import numpy as np
+
+    token = sign_in_client(client, "/books")
+    headers = {"x-csrf-token": token, "content-type": "image/jpeg"}
+    receipts = services.data_dir / "receipts"
+    # 50 MB: refused by its Content-Length before a byte is read, nothing kept
+    huge = client.post(
+        "/books/receipt", content=b"\xff\xd8\xff" + b"0" * (50 << 20), headers=headers
+    )
+    assert huge.status_code == 413
+    assert not receipts.exists() or not any(receipts.iterdir())
+    assert client.post("/books/receipt", content=b"not a photo", headers=headers).status_code == 422
+    no_csrf = client.post("/books/receipt", content=b"x", headers={"content-type": "image/jpeg"})
+    assert no_csrf.status_code == 403
+    _, jpeg = cv2.imencode(".jpg", np.full((120, 160, 3), 200, np.uint8))
+    sha = client.post("/books/receipt", content=jpeg.tobytes(), headers=headers).json()[
+        "receipt_sha256"
+    ]
+    assert (receipts / f"{sha}.jpg").read_bytes() == jpeg.tobytes()
+    assert client.get(f"/books/receipt/{sha}.jpg").content == jpeg.tobytes()
+    bad = client.post(
+        "/books/new/expense", data={**EXPENSE, "receipt_sha256": "../x", "csrf": token}
+    )
+    assert bad.status_code == 422 and "收据照片无效" in bad.text
+    client.post("/books/new/expense", data={**EXPENSE, "receipt_sha256": sha, "csrf": token})
+    assert books_of(services).effective()[0].body["receipt_sha256"] == sha
