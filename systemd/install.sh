@@ -60,15 +60,20 @@ fi
 
 step "Debian packages"
 if [ -n "$BUNDLE" ]; then
-  # The bundle carries the .deb closure of RUNTIME_PACKAGES; apt installs what is missing or
-  # older from those files alone (--no-download: a village has no mirror).
-  shopt -s nullglob
-  debs=("$UNPACK"/debs/*.deb)
-  if [ ${#debs[@]} -gt 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-download --no-install-recommends \
-      "${debs[@]}" >/dev/null
-  fi
-  shopt -u nullglob
+  # The bundle's debs/ is a flat apt repository (Packages made by make-bundle.sh) holding the
+  # .deb closure of RUNTIME_PACKAGES: apt resolves against it and what is installed, with its
+  # own lists and sources so the system's are untouched (a village has no mirror).
+  mkdir -p "$UNPACK/apt/lists/partial" "$UNPACK/apt/sources.list.d"
+  echo "deb [trusted=yes] file:$UNPACK/debs ./" > "$UNPACK/apt/sources.list"
+  apt_opts=(-o "Dir::Etc::SourceList=$UNPACK/apt/sources.list"
+    -o "Dir::Etc::SourceParts=$UNPACK/apt/sources.list.d" -o "Dir::State::Lists=$UNPACK/apt/lists"
+    -o APT::Sandbox::User=root -o APT::Get::List-Cleanup=0)
+  apt-get "${apt_opts[@]}" update -qq
+  extra=""
+  if [ "$BLAS" = 1 ] && ls "$WHEELS"/dlib-*.whl >/dev/null 2>&1; then extra=libopenblas0; fi
+  # shellcheck disable=SC2086  # word lists on purpose
+  DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends \
+    $RUNTIME_PACKAGES $extra >/dev/null
 else
   # shellcheck disable=SC2086  # a word list on purpose
   missing=$(for p in $RUNTIME_PACKAGES; do
@@ -106,8 +111,10 @@ export UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy UV_PYTHON=$PYTHON
 if [ -n "$BUNDLE" ]; then
   export UV_OFFLINE=1 UV_NO_CACHE=1
   "$UV" venv --quiet --python "$PYTHON" "$NEW/.venv"
+  # --no-deps: requirements.txt is the whole locked closure (uv export), and resolving again
+  # would bring back face-recognition's `dlib` sdist that the project overrides away.
   "$UV" pip install --quiet --python "$NEW/.venv/bin/python" --no-index --find-links "$WHEELS" \
-    -r "$UNPACK/requirements.txt"
+    --no-deps -r "$UNPACK/requirements.txt"
   "$UV" pip install --quiet --python "$NEW/.venv/bin/python" --no-index --no-deps \
     "$WHEELS"/haolinju_kiosk-*.whl
   dlib_wheel=$(find "$WHEELS" -name 'dlib-*.whl' | head -n 1)

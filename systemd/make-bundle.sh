@@ -8,7 +8,8 @@
 #                         (`make dlib-blas`, cached in ~/.cache/haolinju-kiosk/wheels)
 #     requirements.txt    the locked versions (no dev tools), installed with --no-index
 #     bin/uv              the uv that installs them
-#     debs/               the .deb closure of install.sh's RUNTIME_PACKAGES + packages.txt
+#     debs/               the .deb closure of install.sh's RUNTIME_PACKAGES as a flat apt
+#                         repository (Packages), + packages.txt
 #     MANIFEST            what went in, sizes, where it was built
 #
 # Needs the network (PyPI, the Debian mirror) and must run on the target's Debian release and
@@ -65,7 +66,13 @@ if [ "$WITH_DEBS" = 1 ]; then
     --no-replaces --no-enhances $runtime $extra python3.11 | grep '^[a-z0-9]' | sort -u \
     > "$stage/debs/packages.txt"
   # shellcheck disable=SC2046
-  (cd "$stage/debs" && apt-get download -qq $(cat packages.txt) >/dev/null)
+  (cd "$stage/debs" && apt-get download -qq $(cat packages.txt) >/dev/null 2>&1)
+  # A flat repository index, so install.sh lets apt resolve from these files alone.
+  if command -v apt-ftparchive >/dev/null; then
+    (cd "$stage/debs" && apt-ftparchive packages . > Packages)
+  else
+    (cd "$stage/debs" && dpkg-scanpackages --multiversion . /dev/null > Packages 2>/dev/null)
+  fi
 fi
 
 step "archive"
