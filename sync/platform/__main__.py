@@ -5,10 +5,10 @@ administrator's bootstrap token, an operator's token) is read from a file or std
 never from the command line where `ps` shows it:
 
   python -m sync.platform serve --db URL --key platform.key --admin-token-file admin.tok
-  python -m sync.platform create-operator --platform URL --token-file admin.tok \
-      --name li --township 城关镇
-  python -m sync.platform create-point --platform URL --token-file admin.tok \
-      --point ZY-01 --township 城关镇
+  python -m sync.platform create-operator --platform URL --token-file admin.tok --name li \\
+      --township 城关镇
+  python -m sync.platform create-point --platform URL --token-file admin.tok --point ZY-01 \\
+      --township 城关镇
   python -m sync.platform issue-code --platform URL --token-file op.tok --point ZY-01
   python -m sync.platform retire --platform URL --token-file op.tok --device D --reason stolen
   python -m sync.platform rekey --platform URL --token-file op.tok --device D --reason "new SD"
