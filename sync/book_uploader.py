@@ -103,6 +103,37 @@ class BookUploader:
             if not answered:  # nothing moved: do not loop on the same batch
                 return BooksRound(*totals)
 
+    def reconcile(self) -> int:
+        """Re-send acknowledged entries the platform no longer holds; returns how many.
+
+        The platform's head must be a point of our own chain: anything else (a different hash
+        at that seq) is a conflict for a person to look at, logged and left alone.
+        """
+        head = self.client.books_head()
+        with self.store.read() as s:
+            ours = s.scalar(select(BookEntry.hash).where(BookEntry.seq == head.seq))
+            if head.seq and ours != head.hash:
+                log.error("the platform's books head (seq %d) is not in our chain", head.seq)
+                return 0
+            rows = s.scalars(
+                select(BookEntry)
+                .join(BookOutbox, BookOutbox.entry_id == BookEntry.entry_id)
+                .where(BookEntry.seq > head.seq, BookOutbox.uploaded_at.is_not(None))
+                .order_by(BookEntry.seq)
+            ).all()
+            missing = [wire_entry(r) for r in rows]
+        resent = 0
+        for start in range(0, len(missing), BATCH):
+            chunk = missing[start : start + BATCH]
+            batch = BookBatch(device_id=self.device_id, sent_at=self.clock(), entries=chunk)
+            result = self.client.post_books(batch)
+            resent += len(result.accepted)
+            for rej in result.rejected:
+                log.error("re-sent book entry %s rejected: %s", rej.record_id, rej.reason)
+        if resent:
+            log.warning("re-sent %d book entries the platform had lost", resent)
+        return resent
+
     def _apply(self, held: list[str], result: BatchResult) -> None:
         now = self.clock()
         with self.store.write() as session:

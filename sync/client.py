@@ -22,6 +22,7 @@ from sync.wire import (
     AckedCheckpoint,
     BatchResult,
     BookBatch,
+    BooksHead,
     Checkpoint,
     CheckpointResult,
     DaySeqs,
@@ -120,6 +121,9 @@ class PlatformClient:
     def post_books(self, batch: BookBatch) -> BatchResult:
         """Send entries of the village's books (small: plain JSON)."""
         return self._call("POST", "/v1/books", BatchResult, json=_dump(batch))
+
+    def books_head(self) -> BooksHead:
+        return self._call("GET", "/v1/books/head", BooksHead)
 
     def post_checkpoint(self, cp: Checkpoint) -> CheckpointResult:
         return self._call("POST", "/v1/checkpoints", CheckpointResult, json=_dump(cp))

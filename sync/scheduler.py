@@ -188,6 +188,7 @@ class SyncRunner:
             result = reconcile(self.store, self.client, start, last, self._utc_now())
             if result.resent:
                 log.warning("reconciliation re-queued %d records", result.resent)
+            self.books.reconcile()  # the village's books: re-send what the platform lost
 
         return self._guarded("reconcile", body)
 

@@ -136,6 +136,13 @@ class WireBookEntry(Wire):
         return book_link_hash(self.prev_hash, {n: getattr(self, n) for n in BOOK_CHAINED_FIELDS})
 
 
+class BooksHead(Wire):
+    """GET /v1/books/head: the last entry of this device's books the platform holds."""
+
+    seq: int = Field(ge=0)
+    hash: str = Field(pattern=HEX64)
+
+
 class BookBatch(Wire):
     """POST /v1/books: entries in seq order; the answer is a BatchResult over entry ids."""
 

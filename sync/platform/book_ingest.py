@@ -39,7 +39,7 @@ KINDS = {
 }
 
 
-def _head(session: Session, device_id: str) -> tuple[int, str]:
+def book_head(session: Session, device_id: str) -> tuple[int, str]:
     row = session.execute(
         select(BookEntryRow.seq, BookEntryRow.hash)
         .where(BookEntryRow.device_id == device_id)
@@ -74,7 +74,7 @@ def ingest_books(
     duplicate: list[str] = []
     rejected: list[Rejection] = []
     seen: set[str] = set()
-    head = _head(session, device.device_id)
+    head = book_head(session, device.device_id)
     for entry in sorted(batch.entries, key=lambda e: e.seq):
         if entry.entry_id in seen:  # the same id twice in one batch: answered once
             continue

@@ -103,3 +103,25 @@ def test_platform_refuses_forged_edited_and_forked_entries(
             assert result.accepted == [] and reason in result.rejected[0].reason, result
         ok = client.post_books(BookBatch(device_id=kiosk.device_id, sent_at=NOW, entries=[genuine]))
         assert ok.accepted == [genuine.entry_id]
+
+
+def test_reconcile_resends_entries_the_platform_lost(
+    sqlite_platform: Platform, kiosk: Kiosk
+) -> None:
+    books = books_of(kiosk)
+    for amount in ("10.00", "20.00", "30.00"):
+        books.add("expense", {**EXPENSE, "amount": amount}, caregiver_id="C001", now=NOW)
+    with kiosk.client(sqlite_platform.url) as client:
+        uploader = BookUploader(kiosk.store, client, kiosk.device_id, lambda: NOW)
+        assert uploader.run_round().accepted == 3
+        assert uploader.reconcile() == 0  # nothing lost
+        # rows deleted on the platform's side (a database administrator, a bad restore)
+        db = sqlite3.connect(sqlite_platform.db_url.removeprefix("sqlite:///"))
+        try:
+            db.execute("DELETE FROM book_entry WHERE device_id = ? AND seq > 1", (kiosk.device_id,))
+            db.commit()
+        finally:
+            db.close()
+        assert client.books_head().seq == 1
+        assert uploader.reconcile() == 2
+        assert client.books_head().seq == 3

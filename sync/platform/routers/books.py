@@ -13,11 +13,11 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from sync.platform.body import SMALL_CAP, body_schema, read_model
-from sync.platform.book_ingest import ingest_books
+from sync.platform.book_ingest import book_head, ingest_books
 from sync.platform.deps import DeviceDep, PrincipalDep, StateDep, point_in_scope
 from sync.platform.state import PlatformState
 from sync.platform.tables import BookEntryRow, Device
-from sync.wire import BatchResult, BookBatch
+from sync.wire import BatchResult, BookBatch, BooksHead
 
 router = APIRouter(tags=["books"])
 BOOKS_CAP = 64 * SMALL_CAP  # 1 MiB: 500 entries of up to ~2 KB
@@ -38,6 +38,14 @@ def _ingest(state: PlatformState, device_id: str, batch: BookBatch) -> BatchResu
             select(Device).where(Device.device_id == device_id).with_for_update()
         ).one()
         return ingest_books(session, locked, batch, state.clock(), state.platform_key)
+
+
+@router.get("/v1/books/head", response_model=BooksHead)
+def books_head(device: DeviceDep, state: StateDep) -> BooksHead:
+    """How far this device's books reach here: the kiosk re-sends what the platform lacks."""
+    with state.sessions() as session:
+        seq, head = book_head(session, device.device_id)
+    return BooksHead(seq=seq, hash=head)
 
 
 @router.get("/v1/admin/points/{point_id}/books")
