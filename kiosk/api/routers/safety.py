@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from kiosk.api.deps import ServicesDep
 from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
+from kiosk.api.routers.books import books_of
 from kiosk.checkin.schedule import SLOT_LABELS
 from kiosk.config import SlotConfig
 from kiosk.runtime.services import KioskServices
@@ -242,5 +243,9 @@ def ledger_page(request: Request, services: ServicesDep, month: str | None = Non
             "gaps": ledger.days_without_sample(served, now.date()),
             "printed": now,
             "keep_hours": SAMPLE_KEEP_HOURS,
+            # 四: the township's monthly patrol belongs in the safety 台账 too.
+            "patrols": [
+                e for e in books_of(services).effective(["patrol"]) if first <= e.entry_date <= last
+            ],
         },
     )

@@ -163,3 +163,14 @@ def test_receipt_photos_capped_checked_and_bound_to_the_entry(
     assert bad.status_code == 422 and "收据照片无效" in bad.text
     client.post("/books/new/expense", data={**EXPENSE, "receipt_sha256": sha, "csrf": token})
     assert books_of(services).effective()[0].body["receipt_sha256"] == sha
+
+
+def test_patrols_are_in_the_safety_ledger(client: TestClient) -> None:
+    token = sign_in_client(client, "/books")
+    client.post(
+        "/books/new/patrol",
+        data={"date": "2026-12-01", "inspector": "赵海", "role": "包村领导", "findings": "台账齐全",
+              "hazards": "灭火器过期", "due": "2026-12-09", "csrf": token},
+    )  # fmt: skip
+    ledger = client.get("/safety/ledger?month=2026-12").text
+    assert "赵海 包村领导" in ledger and "灭火器过期" in ledger and "未完成" in ledger
