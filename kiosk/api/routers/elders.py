@@ -34,10 +34,18 @@ def _row(e: Elder) -> dict[str, Any]:
     }
 
 
+NUMERALS = {c: i for i, c in enumerate("一二三四五六七八九十", start=1)}
+
+
+def _group_order(name: str) -> tuple[int, str]:
+    """一组, 二组, ... 十组 in counting order (text order would put 三组 before 二组)."""
+    return (NUMERALS.get(name[:1], 99), name)
+
+
 def groups(services: KioskServices) -> list[str]:
     with services.store.read() as s:
-        found = s.scalars(select(Elder.group_name).distinct().order_by(Elder.group_name))
-        return [g for g in found if g]
+        found = s.scalars(select(Elder.group_name).distinct())
+        return sorted((g for g in found if g), key=_group_order)
 
 
 def pick_elders(services: KioskServices, q: str, group: str) -> tuple[str, list[dict[str, Any]]]:
