@@ -215,11 +215,15 @@ class FaceConfig(Strict):
 
     threshold: float = Field(default=0.45, gt=0.0, lt=1.0)
     min_margin: float = Field(default=0.08, ge=0.0, lt=1.0)
-    min_face_px: int = Field(default=80, ge=40, le=1000)
+    min_face_px: int = Field(default=64, ge=40, le=1000)
     detect_scale: float = Field(default=0.75, gt=0.0, le=1.0)
     # parallax: passive, licence-clean (5-point landmarks); blink modes need the 68-point model.
     liveness: Literal["off", "parallax", "blink", "blink+turn"] = "parallax"
     liveness_timeout_s: float = Field(default=6.0, ge=1.0, le=60.0)
+    # A face check-in needs agree_frames of the last agree_window analysed frames to match
+    # the same elder (1 and 1: every frame decides on its own).
+    agree_frames: int = Field(default=2, ge=1, le=10)
+    agree_window: int = Field(default=3, ge=1, le=10)
     card_evidence: Literal["off", "evidence", "require"] = "evidence"
     rearm_after_s: float = Field(default=10.0, ge=1.0, le=3600.0)
 
@@ -228,6 +232,15 @@ class FaceConfig(Strict):
     def _yaml_off(cls, value: Any) -> Any:
         # YAML 1.1 reads an unquoted `off` as the boolean false.
         return "off" if value is False else value
+
+    @model_validator(mode="after")
+    def _agreement_fits(self) -> FaceConfig:
+        if self.agree_frames > self.agree_window:
+            raise ValueError(
+                f"agree_frames ({self.agree_frames}) cannot exceed agree_window "
+                f"({self.agree_window})"
+            )
+        return self
 
 
 class PlatformConfig(Strict):

@@ -93,7 +93,7 @@ def face_crop(photo_bgr: NDArray[np.uint8]) -> NDArray[np.uint8]:
 
 
 @functools.cache
-def background(seed: int = 1) -> NDArray[np.float32]:
+def background(seed: int = 1) -> NDArray[np.uint8]:
     """A dim room: a vertical light gradient, a door frame, blurred clutter."""
     rng = np.random.default_rng(seed)
     y = np.linspace(0, 1, FRAME_H, dtype=np.float32)[:, None, None]
@@ -102,7 +102,18 @@ def background(seed: int = 1) -> NDArray[np.float32]:
     base[:, 560:600] += 25
     clutter = rng.normal(0, 18, (FRAME_H // 8, FRAME_W // 8, 3)).astype(np.float32)
     base += cv2.resize(clutter, (FRAME_W, FRAME_H), interpolation=cv2.INTER_CUBIC)
-    return base
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+NOISE_FRAMES = 16  # sensor noise is drawn once and cycled: generating it is the slow part
+
+
+@functools.cache
+def _noise(seed: int, n: int, sigma: float) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+    """Sensor noise as the parts to add and to subtract (saturating uint8 arithmetic)."""
+    rng = np.random.default_rng(seed * 100003 + n)
+    noise = np.rint(sigma * rng.standard_normal((FRAME_H, FRAME_W, 3))).clip(-255, 255)
+    return noise.clip(0, None).astype(np.uint8), (-noise).clip(0, None).astype(np.uint8)
 
 
 @functools.cache
@@ -143,7 +154,6 @@ def render(
 ) -> NDArray[np.uint8]:
     """One frame of the attack video (BGR, FRAME_W x FRAME_H) from `face_crop`'s output."""
     t = frame_no / FPS
-    rng = np.random.default_rng(seed * 100003 + frame_no)
     h, w = crop.shape[:2]
     hom = _homography(attack, t, w, h)
     sheet = crop.astype(np.float32)
@@ -158,13 +168,18 @@ def render(
         gy = h * (0.35 + 0.2 * math.cos(2 * math.pi * t / 5.7))
         blob = np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * (0.18 * w) ** 2))
         sheet += attack.glare * blob[:, :, None]
-    warped = cv2.warpPerspective(
-        np.clip(sheet, 0, 255), hom, (FRAME_W, FRAME_H), flags=cv2.INTER_LINEAR
+    # Drawn straight onto the background: pixels outside the sheet are left as they are.
+    frame = background(seed).copy()
+    cv2.warpPerspective(
+        np.clip(sheet, 0, 255).astype(np.uint8),
+        hom,
+        (FRAME_W, FRAME_H),
+        dst=frame,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_TRANSPARENT,
     )
-    mask = cv2.warpPerspective(np.ones((h, w), np.float32), hom, (FRAME_W, FRAME_H))
-    frame = background(seed) * (1 - mask[:, :, None]) + warped * mask[:, :, None]
-    frame = frame + rng.normal(0, attack.noise, frame.shape)
-    return np.clip(frame, 0, 255).astype(np.uint8)
+    up, down = _noise(seed, frame_no % NOISE_FRAMES, attack.noise)
+    return np.asarray(cv2.subtract(cv2.add(frame, up), down), dtype=np.uint8)
 
 
 def write_attack_video(

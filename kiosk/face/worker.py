@@ -19,6 +19,11 @@ Liveness (default `parallax`, kiosk.face.parallax) needs a few frames of the fac
 frames of the current visit that came before the first match (the elder walking up, turning
 to the screen) are kept and fed to the check when it starts, so an elder who moved on the way
 in is not made to wait for a second window.
+
+A check-in also needs agreement over frames: at least `agree_frames` of the last
+`agree_window` analysed frames (default 2 of 3) must be a Match of the same elder. A single
+frame that happens to fall within the threshold for the wrong person (a look-alike, a face
+half turned) cannot check anyone in on its own.
 """
 
 from __future__ import annotations
@@ -138,6 +143,8 @@ class FaceWorker:
         self._live_match: Match | None = None
         # (time, nearest elder, distance, liveness input) of the visit's recent face frames.
         self._recent: deque[tuple[float, Hashable | None, float, Any]] = deque(maxlen=RECENT_FRAMES)
+        # The elder each of the last analysed frames matched (None: no face, or no Match).
+        self._agree: deque[Hashable | None] = deque(maxlen=face.agree_window)
         self._decision_ms: deque[float] = deque(maxlen=200)
         self._detect_ms: deque[float] = deque(maxlen=200)
         self._encode_ms: deque[float] = deque(maxlen=200)
@@ -239,6 +246,7 @@ class FaceWorker:
         self.frames_analyzed += 1
         self._detect_ms.append(analysis.timings.detect_ms)
         if analysis.encoding is None:
+            self._agree.append(None)
             self._no_face(time.monotonic())
             self._decision_ms.append((time.monotonic() - captured) * 1000)
             return None
@@ -246,6 +254,7 @@ class FaceWorker:
         # Kept for card evidence: a tap while this face is in view needs no second encoding.
         self.last_encoding = (captured, analysis.encoding)
         decision = self.matcher.match(analysis.encoding)
+        self._agree.append(decision.elder_id if isinstance(decision, Match) else None)
         now = time.monotonic()
         visit = self._visit
         if visit is None or now - visit.last_face > VISIT_GAP_S:
@@ -267,6 +276,12 @@ class FaceWorker:
         if self._visit is not None and now - self._visit.last_face > VISIT_GAP_S:
             self._visit = None
             self._recent.clear()
+            self._agree.clear()
+            self._live = self._live_match = None  # a passed check waiting for agreement
+
+    def _agreed(self, elder_id: Hashable) -> bool:
+        """At least `agree_frames` of the last `agree_window` analysed frames matched him."""
+        return sum(1 for e in self._agree if e == elder_id) >= self.face.agree_frames
 
     def _live_input(self, analysis: FaceAnalysis) -> Any:
         """What the liveness check reads from one frame (None: nothing usable)."""
@@ -277,7 +292,7 @@ class FaceWorker:
     def _on_match(self, match: Match, analysis: FaceAnalysis, now: float) -> CheckinResult | None:
         elder = str(match.elder_id)
         if self.liveness_mode is LivenessMode.OFF:
-            if self.guard.observe(elder, now):
+            if self._agreed(match.elder_id) and self.guard.observe(elder, now):
                 return self._check_in(match, "off")
             return None
         if self.guard.in_view(elder, now):
@@ -336,6 +351,8 @@ class FaceWorker:
         state = live.update(landmarks, now)
         if state is LivenessState.PENDING or match is None:
             return None
+        if state is LivenessState.PASSED and not self._agreed(match.elder_id):
+            return None  # live, but the frames do not agree yet: keep the passed check
         self._live = self._live_match = None
         elder = str(match.elder_id)
         self.guard.observe(elder, now)  # pass or fail: once per appearance

@@ -63,9 +63,10 @@ def run(points: np.ndarray, motion: Motion, seconds: float, noise: float = 0.6) 
 
 
 def head_sway(t: float) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """An elder settling in front of the screen: small yaw, nod and sway."""
+    """An elder settling in front of the screen, glancing at it and back: yaw of +-15 deg,
+    a small nod and sway. (+-10 deg is not enough with this head model: docs/face.md.)"""
     r = rot(
-        yaw=math.radians(10 * math.sin(2 * math.pi * t / 2.5)),
+        yaw=math.radians(15 * math.sin(2 * math.pi * t / 2.5)),
         pitch=math.radians(5 * math.sin(2 * math.pi * t / 3.1)),
         roll=math.radians(3 * math.sin(2 * math.pi * t / 4.0)),
     )
