@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from models.db import make_engine
+from sync.platform import schema_upgrade
 from sync.platform.completeness import sweep
 from sync.platform.routers import (
     admin,
@@ -104,6 +105,7 @@ def create_platform_app(
     bootstrap county administrator `admin_name`; only its SHA-256 is stored.
     """
     engine = make_platform_engine(database_url)
+    schema_upgrade.upgrade(engine)  # columns added since an older reference platform
     PlatformBase.metadata.create_all(engine)
     state = PlatformState(
         sessions=sessionmaker(engine, expire_on_commit=False),
