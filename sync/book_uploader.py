@@ -8,7 +8,6 @@ entry keeps its row with the platform's reason, for the technician to see.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +16,8 @@ from sqlalchemy import select, update
 
 from models.books import BookEntry, BookOutbox
 from models.db import Store
-from models.tables import PlatformReceipt
 from sync.client import PlatformClient, PlatformError
+from sync.uploader import keep_receipt
 from sync.wire import BatchResult, BookBatch, WireBookEntry
 
 log = logging.getLogger(__name__)
@@ -137,19 +136,7 @@ class BookUploader:
     def _apply(self, held: list[str], result: BatchResult) -> None:
         now = self.clock()
         with self.store.write() as session:
-            receipt_id = None
-            if held:
-                receipt = PlatformReceipt(
-                    kind="books",
-                    device_id=self.device_id,
-                    server_time=result.server_time.isoformat(timespec="microseconds"),
-                    record_ids=json.dumps(sorted(held)),
-                    signature=result.receipt,
-                    received_at=now,
-                )
-                session.add(receipt)
-                session.flush()
-                receipt_id = receipt.id
+            receipt_id = keep_receipt(session, "books", self.device_id, result, held, now)
             session.execute(
                 update(BookOutbox)
                 .where(BookOutbox.entry_id.in_(held), BookOutbox.uploaded_at.is_(None))

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from models.db import Store
 from models.records import legacy_until_seq
@@ -178,23 +179,9 @@ class Uploader:
         answered = set(acked) | {r.record_id for r in result.rejected}
         unanswered = ids - answered
         with self.store.write() as session:
-            receipt_id = None
-            if acked:
-                # The platform's signed receipt for exactly these ids: the only thing that lets
-                # the database mark them uploaded (trigger outbox_ack_needs_receipt).
-                receipt = PlatformReceipt(
-                    kind="batch",
-                    device_id=self.device_id,
-                    server_time=result.server_time.isoformat(timespec="microseconds"),
-                    record_ids=json.dumps(sorted(acked)),
-                    signature=result.receipt,
-                    received_at=now,
-                )
-                session.add(receipt)
-                session.flush()
-                receipt_id = receipt.id
-                if result.receipt is None:
-                    log.warning("the platform's answer carries no receipt signature")
+            # The platform's signed receipt for exactly these ids: the only thing that lets the
+            # database mark them uploaded (trigger outbox_ack_needs_receipt).
+            receipt_id = keep_receipt(session, "batch", self.device_id, result, acked, now)
             for chunk in _chunks(acked):
                 session.execute(
                     update(Outbox)
@@ -257,6 +244,32 @@ class Uploader:
                     .where(Outbox.record_id.in_(chunk))
                     .values(attempts=Outbox.attempts + 1, last_error=message[:500])
                 )
+
+
+def keep_receipt(
+    session: Session,
+    kind: str,
+    device_id: str,
+    result: BatchResult,
+    held: list[str],
+    now: dt.datetime,
+) -> int | None:
+    """Store the platform's signed receipt for `held` as received; its id, None if none held."""
+    if not held:
+        return None
+    if result.receipt is None:
+        log.warning("the platform's answer carries no receipt signature")
+    receipt = PlatformReceipt(
+        kind=kind,
+        device_id=device_id,
+        server_time=result.server_time.isoformat(timespec="microseconds"),
+        record_ids=json.dumps(sorted(held)),
+        signature=result.receipt,
+        received_at=now,
+    )
+    session.add(receipt)
+    session.flush()
+    return receipt.id
 
 
 def _check_answer(result: BatchResult, ids: set[str]) -> None:

@@ -116,6 +116,19 @@ class BatchResult(Wire):
 # ----------------------------------------------------------------------------- the village's books
 
 
+# The kinds of entry in the village's books (kiosk/touchscreen/books.py says what each holds).
+BOOK_KINDS: Final = (
+    "expense",
+    "income",
+    "donation",
+    "meal_fee",
+    "cleaning_procedure",
+    "health_check",
+    "patrol",
+    "notice_posted",
+)
+
+
 class WireBookEntry(Wire):
     """One entry of the village's books (models/books.py): its own chain, signed at insert."""
 

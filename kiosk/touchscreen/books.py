@@ -48,16 +48,6 @@ KEY_FOODS = ("肉", "蛋", "奶", "蔬菜")
 INCOME_SOURCES = ("补贴", "其他")
 PAYER_RELATIONS = ("本人", "子女", "监护人", "村集体", "其他")
 DONOR_TYPES = ("个人", "企业")
-KINDS = (
-    "expense",
-    "income",
-    "donation",
-    "meal_fee",
-    "cleaning_procedure",
-    "health_check",
-    "patrol",
-    "notice_posted",
-)
 HEALTH_WARN_DAYS = 30
 NOTICE_DEADLINE_DAY = 10
 NOTICE_MIN_DAYS = 5

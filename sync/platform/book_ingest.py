@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from sync.platform.tables import BookEntryRow, Device
 from sync.wire import (
+    BOOK_KINDS,
     GENESIS_HASH,
     BatchResult,
     BookBatch,
@@ -26,17 +27,6 @@ from sync.wire import (
     record_message,
     verify,
 )
-
-KINDS = {
-    "expense",
-    "income",
-    "donation",
-    "meal_fee",
-    "cleaning_procedure",
-    "health_check",
-    "patrol",
-    "notice_posted",
-}
 
 
 def book_head(session: Session, device_id: str) -> tuple[int, str]:
@@ -54,7 +44,7 @@ def _problems(entry: WireBookEntry, device: Device, head: tuple[int, str]) -> It
     seq, last_hash = head
     if entry.device_id != device.device_id:
         yield "entry names another device"
-    if entry.kind not in KINDS:
+    if entry.kind not in BOOK_KINDS:
         yield f"unknown kind of entry: {entry.kind}"
     if entry.computed_hash() != entry.hash:
         yield "content does not match its hash (edited)"

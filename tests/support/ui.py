@@ -165,3 +165,14 @@ def try_sign_in(client: TestClient, pin: str = PIN, next_path: str = "/manual") 
         follow_redirects=False,
     )
     return resp.text if resp.status_code != 303 else "ok"
+
+
+def sign_in_page(page, base: str, next_path: str, name: str = "孙桂香") -> None:  # type: ignore[no-untyped-def]
+    """In Chromium: the login page, the caregiver's name, the PIN on the pad; lands on next_path."""
+    page.goto(base + next_path)
+    assert "/caregiver/login" in page.url
+    page.click(f"text={name}")
+    for digit in PIN:
+        page.click(f".pinpad [data-digit='{digit}']")
+    page.click("#login-submit")
+    page.wait_for_url(base + next_path)
