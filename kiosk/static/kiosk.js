@@ -91,6 +91,10 @@ function renderStatusBar(bar) {
   const reminder = $("reminder");
   reminder.textContent = bar.reminders.length ? "提醒：" + bar.reminders.join("；") : "";
   reminder.hidden = bar.reminders.length === 0;
+  const books = bar.book_reminders || [];
+  const bookReminder = $("book-reminder");
+  bookReminder.textContent = books.length ? "账目：" + books.join("；") : "";
+  bookReminder.hidden = books.length === 0;
 }
 
 async function refreshHealth() {

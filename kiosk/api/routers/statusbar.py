@@ -27,7 +27,9 @@ def api_statusbar(services: ServicesDep) -> dict[str, Any]:
     first_meal = min((s.start for s in services.config.slots_for("meal")), default=None)
     try:
         reminders = today_status(services.store, now, first_meal).reminders
-        reminders += [r.text for r in book_reminders(books_of(services), now.date())]
+        books = [r.text for r in book_reminders(books_of(services), now.date())]
     except Exception:  # the status bar must show even when the database does not answer
-        reminders = []
-    return status_bar(services.health(), now, reminders)
+        reminders, books = [], []
+    # The books' reminders (肉蛋奶蔬菜, 公示, 健康证, hazards) link to /books, apart from the
+    # ledgers' (/safety).
+    return {**status_bar(services.health(), now, reminders), "book_reminders": books}

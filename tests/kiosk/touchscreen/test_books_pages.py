@@ -97,7 +97,7 @@ def test_correction_and_notice_exports(client: TestClient, services: KioskServic
 def test_reminders_on_the_status_bar_and_fees_owed_only_behind_the_pin(
     client: TestClient, services: KioskServices
 ) -> None:
-    bar = client.get("/api/statusbar").json()["reminders"]
+    bar = client.get("/api/statusbar").json()["book_reminders"]
     assert "近7天没有采购：肉、蛋、奶、蔬菜" in bar
     assert "王秀兰没有健康证记录" in bar
     assert any("公示" in r for r in bar)
@@ -107,7 +107,7 @@ def test_reminders_on_the_status_bar_and_fees_owed_only_behind_the_pin(
         "/books/new/health_check",
         data={"caregiver_id": "C001", "date": "2026-06-01", "expires": "2027-06-01", "csrf": token},
     )
-    bar = client.get("/api/statusbar").json()["reminders"]
+    bar = client.get("/api/statusbar").json()["book_reminders"]
     assert "近7天没有采购：肉、奶、蔬菜" in bar
     assert not any("健康证" in r for r in bar)
     assert not any("伙食费" in r for r in bar)  # a fee owed is never on the public screen
