@@ -281,6 +281,8 @@ class CheckinService:
         """At start and then every `interval_s`, in its own thread (a full check of a large
         database takes seconds and must not delay a tap or the watchdog)."""
 
+        self.evidence.pause_s = 0.02  # 2,000 records per chunk, then the GIL is free
+
         def loop() -> None:
             while True:
                 try:
