@@ -243,9 +243,20 @@ class Speaker:
             log.warning("speaker: damaged cached audio, re-rendering next time: %s", exc)
             for part in self.cache_dir.glob("*/*.wav"):
                 _drop_if_damaged(part)
+        except subprocess.CalledProcessError as exc:
+            # The player's own words say why (aplay: "audio open error: No such file..."):
+            # no sound card, muted, busy.
+            said = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+            self._failed(said[-1] if said else str(exc))
         except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
-            self.last_error = str(exc)
-            log.warning("speaker: %s", exc)
+            self._failed(str(exc))
+
+    def _failed(self, problem: str) -> None:
+        """Say a problem once, not once a check-in: a lunch rush without a sound card would
+        otherwise fill the journal. status() keeps showing it until a prompt plays again."""
+        if problem != self.last_error:
+            log.warning("speaker: %s", problem)
+        self.last_error = problem
 
 
 def _drop_if_damaged(path: Path) -> None:

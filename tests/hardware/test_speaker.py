@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import datetime as dt
+import logging
 import math
 import shutil
 import threading
@@ -106,3 +107,22 @@ def test_playback_runs_the_player_in_its_own_thread(tmp_path: Path) -> None:
     thread.join(2)
     assert speaker.spoken == 1 and speaker.status().state == "ok"
     assert log.read_text().strip().endswith(".wav")
+
+
+def test_a_failing_player_is_reported_once_with_its_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    player = tmp_path / "no-sound-card"
+    player.write_text(
+        '#!/bin/sh\necho "aplay: main:831: audio open error: No such device" >&2\nexit 1\n'
+    )
+    player.chmod(0o755)
+    speaker = Speaker(tmp_path / "cache", player=[str(player)])
+    with caplog.at_level(logging.WARNING, logger="hardware.speaker"):
+        for _ in range(3):
+            speaker._speak("dup_lunch", "王秀英")
+    status = speaker.status()
+    assert status.state == "error" and "audio open error" in status.detail
+    assert [r.getMessage() for r in caplog.records].count(
+        "speaker: aplay: main:831: audio open error: No such device"
+    ) == 1
