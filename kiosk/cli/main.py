@@ -171,7 +171,10 @@ def provision(
             code = read_code(code_file)
         else:
             code = typer.prompt("enrolment code (from the township operator)", hide_input=True)
-        done = do_provision(platform, device_id, config.site.point_id, code, cred_dir)
+        done = do_provision(
+            platform, device_id, config.site.point_id, code, cred_dir,
+            adopt_key=context.data_dir / "keys" / "device.key",  # records signed before now
+        )  # fmt: skip
     except ProvisionError as exc:
         typer.echo(f"provisioning failed: {exc}", err=True)
         raise typer.Exit(1) from None

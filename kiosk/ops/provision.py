@@ -12,6 +12,7 @@ read from a file or stdin, never from the command line.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 from base64 import b64decode
@@ -20,8 +21,10 @@ from pathlib import Path
 
 import httpx
 
-from sync.signing import load_or_generate_device_key
+from sync.signing import load_device_key, load_or_generate_device_key
 from sync.wire import b64encode, enrolment_message
+
+log = logging.getLogger(__name__)
 
 KEY_NAME = "device-key"
 TOKEN_NAME = "device-token"
@@ -84,13 +87,28 @@ def _detail(resp: httpx.Response) -> str:
 
 
 def provision(
-    platform: str, device_id: str, point_id: str, enrolment_code: str, credentials_dir: Path
+    platform: str,
+    device_id: str,
+    point_id: str,
+    enrolment_code: str,
+    credentials_dir: Path,
+    adopt_key: Path | None = None,
 ) -> Provisioned:
+    """`adopt_key`: the data directory's key, with which the daemon signed the records it made
+    before provisioning (records are signed at insert): registering that key keeps them valid."""
     credentials_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key_path, token_path = credentials_dir / KEY_NAME, credentials_dir / TOKEN_NAME
     # install.sh leaves empty placeholders so that LoadCredential= finds the files.
     if key_path.exists() and key_path.stat().st_size == 0:
         key_path.unlink()
+    if not key_path.exists() and adopt_key is not None and adopt_key.is_file():
+        adopted = load_device_key(adopt_key)  # refuses a key readable by others
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(adopt_key.read_bytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+        log.info("adopted the data directory's device key %s", adopted.public_key_b64)
     key = load_or_generate_device_key(key_path)
     result = Provisioned(
         device_id, point_id, platform, fingerprint(key.public_key_b64), credentials_dir, False

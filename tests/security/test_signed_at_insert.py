@@ -12,8 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from kiosk.ops.doctor import Level, check_evidence
+from kiosk.ops.provision import provision
 from models.tables import MealRecord
+from sync.client import PlatformClient
 from sync.signing import generate_device_key
+from sync.uploader import Uploader
 from tests.security.local_evidence import forged_row_sql, make_terminal, sqlite3_shell
 from tests.support.platform import Platform, sqlite_url, start_platform
 
@@ -81,3 +84,25 @@ def test_a_forged_row_is_detected_on_the_kiosk_and_rejected_by_the_platform(
     assert held["count"] == 1, held
     kinds = {a["kind"] for a in platform.alerts(term.device_id)}
     assert "forged" in kinds
+
+
+def test_records_made_before_provisioning_stay_valid(tmp_path: Path, platform: Platform) -> None:
+    """The daemon signs from the first tap with the data directory's key; provisioning then
+    registers that same key, so the meals recorded before it upload as genuine."""
+    term = make_terminal(tmp_path)  # not registered yet
+    assert term.tap(1).accepted and term.tap(2).accepted
+    point = "pt-" + term.device_id[-8:]
+    code = platform.enrolment_code(point)
+    done = provision(
+        platform.url, term.device_id, point, code, tmp_path / "cred",
+        adopt_key=tmp_path / "data" / "keys" / "device.key",
+    )  # fmt: skip
+    assert done.newly_registered
+    assert (tmp_path / "cred" / "device-key").read_bytes() == (
+        tmp_path / "data" / "keys" / "device.key"
+    ).read_bytes()
+    token = (tmp_path / "cred" / "device-token").read_text().strip()
+    client = PlatformClient(platform.url, token)
+    result = Uploader(term.services.store, client, term.key, term.device_id).run_round()
+    client.close()
+    assert (result.accepted, result.rejected) == (2, 0), result
