@@ -7,6 +7,7 @@ sees and acts on the meal points of their township only (others answer 404).
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import itertools
 import json
@@ -305,7 +306,7 @@ def device_records(device_id: str, who: PrincipalDep, state: StateDep) -> dict[s
         contiguous, held = device.contiguous_seq, device.held_count
     with state.sessions() as session:
         rows = session.execute(
-            select(Record.seq, Record.record_id, Record.prev_hash, Record.hash)
+            select(Record.seq, Record.record_id, Record.prev_hash, Record.hash, Record.body)
             .where(Record.device_id == device_id)
             .order_by(Record.seq)
         ).all()
@@ -321,6 +322,15 @@ def device_records(device_id: str, who: PrincipalDep, state: StateDep) -> dict[s
         "contiguous_seq": contiguous,
         "held_count": held,
         "alerts": sorted(set(open_alerts)),
+        # Face records by the liveness check they passed (parallax, blink, ..., off), from
+        # the signed body: an auditor sees how many face check-ins had no liveness at all.
+        "face_liveness": dict(
+            collections.Counter(
+                str(body.get("liveness"))
+                for body in (json.loads(r.body) for r in rows)
+                if str(body.get("method", "")).startswith("face")
+            )
+        ),
     }
 
 
