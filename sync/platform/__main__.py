@@ -14,6 +14,10 @@ never from the command line where `ps` shows it:
   python -m sync.platform rekey --platform URL --token-file op.tok --device D --reason "new SD"
   python -m sync.platform alerts --platform URL --token-file op.tok [--device D]
   python -m sync.platform verify --platform URL --token-file admin.tok
+
+The monthly settlement reads the database directly (no token: whoever runs it holds the DB):
+
+  python -m sync.platform settle --db URL --month 2026-11 --out settlement-2026-11.xlsx
 """
 
 from __future__ import annotations
@@ -51,6 +55,37 @@ def _serve(args: argparse.Namespace) -> int:
     limits = Limits(verify_interval_s=args.verify_interval)
     app = create_platform_app(args.db, key, admin_token, limits=limits)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+def _settle(args: argparse.Namespace) -> int:
+    """Write a month's settlement as XLSX: the frozen, signed one if the month is closed,
+    otherwise a draft as the records stand now."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from sync.platform import settlement
+    from sync.platform.app import make_platform_engine
+    from sync.platform.console.xlsx import write_settlement
+    from sync.platform.tables import MealPoint, PlatformBase
+
+    try:
+        settlement.month_bounds(args.month)
+    except settlement.SettlementError as exc:
+        _err(f"error: {exc}")
+        return 2
+    engine = make_platform_engine(args.db)
+    PlatformBase.metadata.create_all(engine)  # new tables of an older platform database
+    with Session(engine) as session:
+        result = settlement.load(session, args.month)
+        names = {p.point_id: p.name for p in session.scalars(select(MealPoint))}
+    engine.dispose()
+    write_settlement(result, args.out, names)
+    _print({
+        "month": args.month, "closed": result.closed is not None,
+        "meals": result.total_meals, "amount": str(result.total_amount),
+        "exceptions": len(result.exceptions), "out": str(args.out),
+    })  # fmt: skip
     return 0
 
 
@@ -109,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between completeness sweeps (0: off)",
     )  # fmt: skip
     serve.add_argument("--log-level", default=argparse.SUPPRESS)
+    settle = sub.add_parser("settle", help="write a month's settlement as XLSX (reads the DB)")
+    settle.add_argument("--db", required=True, help="SQLAlchemy URL of the platform database")
+    settle.add_argument("--month", required=True, help="YYYY-MM")
+    settle.add_argument("--out", type=Path, required=True, help="the .xlsx file to write")
     for name in COMMANDS:
         p = sub.add_parser(name)
         p.add_argument("--platform", required=True, help="platform base URL")
@@ -150,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "settle":
+            return _settle(args)
         _print(COMMANDS[args.command](args))
     except SecretSourceError as exc:
         _err(f"error: {exc}")

@@ -30,6 +30,7 @@ from sync.platform.completeness import sweep
 from sync.platform.routers import (
     admin,
     books,
+    console,
     device_copy,
     devices,
     health,
@@ -144,4 +145,5 @@ def create_platform_app(
     app.add_exception_handler(OperationalError, _database_busy)
     for router in ROUTERS:
         app.include_router(router)
+    console.install(app)  # the county console's pages at / and /console/...
     return app

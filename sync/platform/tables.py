@@ -241,3 +241,102 @@ class BookEntryRow(PlatformBase):
     hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
     received_at: Mapped[str] = mapped_column(String(40))
+
+
+# ----------------------------------------------------------------------------- county console
+
+
+class ConsoleSession(PlatformBase):
+    """A login to the county console: the cookie carries the id (HMAC-signed with a secret
+    derived from the platform key); only its SHA-256 is stored, so logout ends it here."""
+
+    __tablename__ = "console_session"
+
+    sid_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)  # the credential's name
+    created_at: Mapped[str] = mapped_column(String(40))
+    expires_at: Mapped[str] = mapped_column(String(40))
+
+
+class AlertAction(PlatformBase):
+    """The trail of an alert: acknowledged, resolved or reopened, by whom, when, with a note.
+    Append-only; an alert's state is its latest action."""
+
+    __tablename__ = "alert_action"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(Integer, index=True)
+    at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))  # "ack" | "resolve" | "reopen"
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class SubsidyRate(PlatformBase):
+    """The subsidy per meal (or 助洁 visit) of a service and slot from a date on; a new row from
+    a later date changes it, earlier rows stay as history. Amount is decimal text (yuan)."""
+
+    __tablename__ = "subsidy_rate"
+    __table_args__ = (UniqueConstraint("service", "slot", "effective_from", name="uq_rate"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service: Mapped[str] = mapped_column(String(16))
+    slot: Mapped[str] = mapped_column(String(16))  # a slot name, or "*" for every slot
+    effective_from: Mapped[dt.date] = mapped_column(Date)
+    amount: Mapped[str] = mapped_column(String(20))
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class SettlementMonth(PlatformBase):
+    """A closed month: its settlement is frozen in settlement_line / settlement_exception and
+    signed with the platform key (over `digest`, the SHA-256 of the canonical document)."""
+
+    __tablename__ = "settlement_month"
+
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    first_day: Mapped[dt.date] = mapped_column(Date)
+    last_day: Mapped[dt.date] = mapped_column(Date)
+    closed_at: Mapped[str] = mapped_column(String(40))
+    closed_by: Mapped[str] = mapped_column(String(64))
+    total_meals: Mapped[int] = mapped_column(Integer)
+    total_amount: Mapped[str] = mapped_column(String(24))
+    digest: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+    public_key: Mapped[str] = mapped_column(String(64))
+
+
+class SettlementLine(PlatformBase):
+    """One frozen line of a closed month: subsidised meals of one elder at one point."""
+
+    __tablename__ = "settlement_line"
+    __table_args__ = (Index("ix_settlement_line_month_point", "month", "point_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    month: Mapped[str] = mapped_column(String(7))
+    point_id: Mapped[str] = mapped_column(String(64))
+    elder_id: Mapped[str] = mapped_column(String(64))
+    service: Mapped[str] = mapped_column(String(16))
+    slot: Mapped[str] = mapped_column(String(16))
+    rate: Mapped[str] = mapped_column(String(20))
+    count: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[str] = mapped_column(String(24))
+
+
+class SettlementException(PlatformBase):
+    """A record of a closed month that was not subsidised automatically, and why."""
+
+    __tablename__ = "settlement_exception"
+    __table_args__ = (Index("ix_settlement_exception_month_point", "month", "point_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    month: Mapped[str] = mapped_column(String(7))
+    record_id: Mapped[str] = mapped_column(String(36), index=True)
+    point_id: Mapped[str] = mapped_column(String(64))
+    elder_id: Mapped[str] = mapped_column(String(64))
+    service: Mapped[str] = mapped_column(String(16))
+    slot: Mapped[str] = mapped_column(String(16))
+    service_date: Mapped[dt.date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(24))
+    detail: Mapped[str] = mapped_column(Text, default="")

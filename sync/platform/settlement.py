@@ -1,0 +1,646 @@
+"""The monthly settlement (月结算): what the county pays per meal point and per elder.
+
+A record of the month is **subsidised** when it is the first clean record of its elder, service,
+slot and day county-wide; everything else is an **exception**, listed separately for the county
+to decide on (never paid automatically):
+
+- `ineligible`: the elder's status on the published roster of the point (or, for an elder not on
+  that point's roster, on every roster of the county) is not 在册 (suspended, deceased, moved...);
+- `not_on_roster`: the elder is on no published roster of the county;
+- `manual`: a caregiver's manual check-in (its reason and caregiver are listed);
+- `flagged`: a card tap flagged `no_face` / `face_mismatch` by the kiosk's face check;
+- `duplicate`: a second record of the same elder, service, slot and day (at another point, or
+  a second terminal): the clean record the platform received first is subsidised;
+- `late`: a record of an already closed month that arrived after the close; it lands in the
+  exceptions of the next month that is closed after it arrived, exactly once.
+
+Amounts are exact `Decimal`: the rate in force on the record's day (per service and slot, from
+`subsidy_rate`, history kept) times the count. The subsidised lines come from one grouped SQL
+query per month (a window function ranks duplicates), the exceptions from a second query that
+returns only the exception records; both run on SQLite and PostgreSQL.
+
+Closing a month (administrator) stores the lines and exceptions as they are at that moment and
+signs the canonical document with the platform key; a closed month is read back from those
+rows, never recomputed.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.orm import Session, aliased
+
+from sync.platform.tables import (
+    Device,
+    MealPoint,
+    Record,
+    RosterEntry,
+    SettlementException,
+    SettlementLine,
+    SettlementMonth,
+    SubsidyRate,
+)
+from sync.wire import b64encode, verify
+
+SERVICE_LABELS = {"meal": "助餐", "cleaning": "助洁"}
+SLOT_LABELS = {"breakfast": "早餐", "lunch": "午餐", "dinner": "晚餐", "day": "全天", "*": "全部"}
+EXCEPTION_LABELS = {
+    "ineligible": "名册状态非在册",
+    "not_on_roster": "不在名册",
+    "manual": "人工签到",
+    "flagged": "刷卡未见本人",
+    "duplicate": "同餐次重复",
+    "late": "结账后到达",
+}
+STATUS_LABELS = {
+    "active": "在册",
+    "suspended": "暂停",
+    "deceased": "已故",
+    "moved": "迁出",
+    "removed": "移除",
+}
+CENT = Decimal("0.01")
+MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+AMOUNT_RE = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,2})?$")
+MANUAL_LIKE = '%"method":"manual"%'  # bodies are canonical JSON (sorted keys, no spaces)
+
+
+class SettlementError(ValueError):
+    """A month or a rate that cannot be used, with what was wrong (shown to the user)."""
+
+
+def month_bounds(month: str) -> tuple[dt.date, dt.date]:
+    """First and last day of "YYYY-MM"; SettlementError otherwise."""
+    m = MONTH_RE.match(month or "")
+    if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 2000:
+        raise SettlementError(f"月份格式应为 YYYY-MM：{month!r}")
+    year, mon = int(m.group(1)), int(m.group(2))
+    return dt.date(year, mon, 1), dt.date(year, mon, calendar.monthrange(year, mon)[1])
+
+
+def parse_amount(text: str) -> Decimal:
+    """A rate in yuan as written on paper: digits, at most 2 decimals, below 10,000."""
+    value = (text or "").strip()
+    if not AMOUNT_RE.match(value):
+        raise SettlementError(f"金额须为 0 到 9999.99 之间、最多两位小数的数字：{text!r}")
+    return Decimal(value).quantize(CENT)
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Line:
+    point_id: str
+    elder_id: str
+    elder_name: str
+    service: str
+    slot: str
+    rate: Decimal | None  # None: no rate configured for that day (amount 0, listed)
+    count: int
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class ExceptionItem:
+    record_id: str
+    point_id: str
+    elder_id: str
+    elder_name: str
+    service: str
+    slot: str
+    service_date: dt.date
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class PointTotal:
+    point_id: str
+    meals: dict[str, int]  # service -> subsidised count
+    amount: Decimal
+    exceptions: int
+
+
+@dataclass
+class Settlement:
+    month: str
+    first_day: dt.date
+    last_day: dt.date
+    lines: list[Line]
+    exceptions: list[ExceptionItem]
+    closed: SettlementMonth | None = None
+    signature_ok: bool | None = None  # closed months: the stored rows match the signature
+    missing_rates: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def total_meals(self) -> int:
+        return sum(line.count for line in self.lines)
+
+    @property
+    def total_amount(self) -> Decimal:
+        return sum((line.amount for line in self.lines), Decimal("0.00"))
+
+    def by_point(self) -> list[PointTotal]:
+        points: dict[str, PointTotal] = {}
+        for line in self.lines:
+            pt = points.get(line.point_id) or PointTotal(line.point_id, {}, Decimal("0.00"), 0)
+            meals = dict(pt.meals)
+            meals[line.service] = meals.get(line.service, 0) + line.count
+            points[line.point_id] = PointTotal(
+                pt.point_id, meals, pt.amount + line.amount, pt.exceptions
+            )
+        for exc in self.exceptions:
+            pt = points.get(exc.point_id) or PointTotal(exc.point_id, {}, Decimal("0.00"), 0)
+            points[exc.point_id] = PointTotal(pt.point_id, pt.meals, pt.amount, pt.exceptions + 1)
+        return [points[k] for k in sorted(points)]
+
+    def document(self) -> dict[str, Any]:
+        """The canonical content the platform signs when it closes the month."""
+        return settlement_document(
+            self.month,
+            self.closed.closed_at if self.closed else "",
+            self.lines,
+            self.exceptions,
+        )
+
+
+def settlement_document(
+    month: str, closed_at: str, lines: Sequence[Line], exceptions: Sequence[ExceptionItem]
+) -> dict[str, Any]:
+    rows = sorted(
+        [ln.point_id, ln.elder_id, ln.service, ln.slot, _money(ln.rate), ln.count, str(ln.amount)]
+        for ln in lines
+    )
+    excs = sorted(
+        [
+            e.record_id,
+            e.point_id,
+            e.elder_id,
+            e.service,
+            e.slot,
+            e.service_date.isoformat(),
+            e.kind,
+            e.detail,
+        ]
+        for e in exceptions
+    )
+    return {
+        "month": month,
+        "closed_at": closed_at,
+        "lines": rows,
+        "exceptions": excs,
+        "total_meals": sum(ln.count for ln in lines),
+        "total_amount": str(sum((ln.amount for ln in lines), Decimal("0.00"))),
+    }
+
+
+def document_digest(doc: dict[str, Any]) -> str:
+    text = json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def settlement_message(digest: str) -> bytes:
+    return b"haolinju-settlement-v1\n" + digest.encode("ascii")
+
+
+def _money(value: Decimal | None) -> str:
+    return "" if value is None else str(value)
+
+
+# ----------------------------------------------------------------------------- rates
+
+
+@dataclass(frozen=True)
+class RatePeriod:
+    service: str
+    slot: str  # a slot, or "*"
+    start: dt.date
+    end: dt.date
+    amount: Decimal
+
+
+def rate_periods(session: Session, first: dt.date, last: dt.date) -> list[RatePeriod]:
+    """The rates in force on each day of [first, last], as periods (specific slots first)."""
+    rows = session.scalars(
+        select(SubsidyRate)
+        .where(SubsidyRate.effective_from <= last)
+        .order_by(SubsidyRate.service, SubsidyRate.slot, SubsidyRate.effective_from)
+    ).all()
+    by_key: dict[tuple[str, str], list[SubsidyRate]] = {}
+    for row in rows:
+        by_key.setdefault((row.service, row.slot), []).append(row)
+    periods = []
+    for (service, slot), history in by_key.items():
+        for i, row in enumerate(history):
+            until = (
+                history[i + 1].effective_from - dt.timedelta(days=1)
+                if i + 1 < len(history)
+                else last
+            )
+            start, end = max(row.effective_from, first), min(until, last)
+            if start <= end:
+                periods.append(RatePeriod(service, slot, start, end, Decimal(row.amount)))
+    return sorted(periods, key=lambda p: (p.slot == "*", p.service, p.slot, p.start))
+
+
+def _period_case(periods: list[RatePeriod], service: Any, slot: Any, day: Any) -> Any:
+    """SQL: the index of the period whose rate applies to a record, or -1."""
+    if not periods:
+        return literal(-1)
+    whens: list[tuple[ColumnElement[bool], int]] = []
+    for i, p in enumerate(periods):
+        cond = and_(service == p.service, day >= p.start, day <= p.end)
+        if p.slot != "*":
+            cond = and_(cond, slot == p.slot)
+        whens.append((cond, i))
+    return case(*whens, else_=-1)
+
+
+# ----------------------------------------------------------------------------- computing
+
+
+def _scope(point_ids: Iterable[str] | None, column: Any) -> ColumnElement[bool]:
+    if point_ids is None:
+        return true()
+    clause: ColumnElement[bool] = column.in_(list(point_ids))
+    return clause
+
+
+def _classified(first: dt.date, last: dt.date, periods: list[RatePeriod]) -> Any:
+    """Every record of the month with its point, elder name, exception reason (NULL: clean),
+    rate period and rank among the records of the same elder, service, slot and day."""
+    same = aliased(RosterEntry)
+    home = (
+        select(
+            RosterEntry.elder_id.label("elder_id"),
+            func.max(case((RosterEntry.status == "active", 1), else_=0)).label("any_active"),
+            func.max(RosterEntry.name).label("name"),
+        )
+        .group_by(RosterEntry.elder_id)
+        .subquery("home")
+    )
+    reason = case(
+        (and_(same.status.is_not(None), same.status != "active"), literal("ineligible")),
+        (and_(same.status.is_(None), home.c.any_active.is_(None)), literal("not_on_roster")),
+        (and_(same.status.is_(None), home.c.any_active == 0), literal("ineligible")),
+        (Record.body.like(MANUAL_LIKE), literal("manual")),
+        (
+            or_(Record.flags.like("%no_face%"), Record.flags.like("%face_mismatch%")),
+            literal("flagged"),
+        ),
+        else_=null(),
+    ).label("reason")
+    base = (
+        select(
+            Record.record_id,
+            Record.elder_id,
+            Record.service,
+            Record.slot,
+            Record.service_date,
+            Record.received_at,
+            Device.point_id,
+            func.coalesce(same.name, home.c.name, "").label("elder_name"),
+            func.coalesce(same.status, "").label("status"),
+            reason,
+            _period_case(periods, Record.service, Record.slot, Record.service_date).label("period"),
+        )
+        .join(Device, Device.device_id == Record.device_id)
+        .outerjoin(same, and_(same.point_id == Device.point_id, same.elder_id == Record.elder_id))
+        .outerjoin(home, home.c.elder_id == Record.elder_id)
+        .where(Record.service_date >= first, Record.service_date <= last)
+        .subquery("base")
+    )
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=[base.c.elder_id, base.c.service, base.c.slot, base.c.service_date],
+            order_by=[
+                case((base.c.reason.is_(None), 0), else_=1),
+                base.c.received_at,
+                base.c.record_id,
+            ],
+        )
+        .label("rn")
+    )
+    return select(base, rank).subquery("ranked")
+
+
+def compute(session: Session, month: str, point_ids: Iterable[str] | None = None) -> Settlement:
+    """The settlement of an open month as the records stand now (scoped to `point_ids`;
+    duplicates are still judged county-wide)."""
+    first, last = month_bounds(month)
+    periods = rate_periods(session, first, last)
+    ranked = _classified(first, last, periods)
+    scope = list(point_ids) if point_ids is not None else None
+
+    grouped = session.execute(
+        select(
+            ranked.c.point_id,
+            ranked.c.elder_id,
+            func.max(ranked.c.elder_name),
+            ranked.c.service,
+            ranked.c.slot,
+            ranked.c.period,
+            func.count(),
+        )
+        .where(ranked.c.reason.is_(None), ranked.c.rn == 1, _scope(scope, ranked.c.point_id))
+        .group_by(
+            ranked.c.point_id, ranked.c.elder_id, ranked.c.service, ranked.c.slot, ranked.c.period
+        )
+    ).all()
+    merged: dict[tuple[str, str, str, str, Decimal | None], list[Any]] = {}
+    missing: set[tuple[str, str]] = set()
+    for point_id, elder_id, name, service, slot, period, count in grouped:
+        rate = periods[period].amount if period >= 0 else None
+        if rate is None:
+            missing.add((service, slot))
+        key = (point_id, elder_id, service, slot, rate)
+        entry = merged.setdefault(key, [name or "", 0])
+        entry[1] += int(count)
+    lines = [
+        Line(p, e, name, s, sl, rate, n, (rate or Decimal("0.00")) * n)
+        for (p, e, s, sl, rate), (name, n) in sorted(
+            merged.items(), key=lambda kv: (kv[0][:4], kv[0][4] or Decimal(0))
+        )
+    ]
+
+    exc_rows = session.execute(
+        select(
+            ranked.c.record_id,
+            ranked.c.point_id,
+            ranked.c.elder_id,
+            ranked.c.elder_name,
+            ranked.c.service,
+            ranked.c.slot,
+            ranked.c.service_date,
+            ranked.c.reason,
+            ranked.c.status,
+            Record.body,
+        )
+        .join(Record, Record.record_id == ranked.c.record_id)
+        .where(or_(ranked.c.reason.is_not(None), ranked.c.rn > 1), _scope(scope, ranked.c.point_id))
+        .order_by(ranked.c.point_id, ranked.c.service_date, ranked.c.elder_id, ranked.c.record_id)
+    ).all()
+    exceptions = [_exception(row) for row in exc_rows]
+    exceptions += _late(session, first, scope)
+    return Settlement(month, first, last, lines, exceptions, missing_rates=sorted(missing))
+
+
+def _exception(row: Any) -> ExceptionItem:
+    body = json.loads(row.body)
+    kind = row.reason or "duplicate"
+    if kind == "manual":
+        detail = (
+            f"原因：{body.get('reason') or '未填'}；护理员：{body.get('caregiver_id') or '未知'}"
+        )
+    elif kind == "flagged":
+        detail = f"标记：{body.get('flags', '')}"
+    elif kind == "ineligible":
+        detail = f"名册状态：{STATUS_LABELS.get(row.status, row.status or '各点均非在册')}"
+    elif kind == "not_on_roster":
+        detail = "全县名册中没有此人"
+    else:
+        detail = "同一老人同日同餐次已有一条补贴记录"
+    return ExceptionItem(
+        row.record_id,
+        row.point_id,
+        row.elder_id,
+        row.elder_name or "",
+        row.service,
+        row.slot,
+        row.service_date,
+        kind,
+        detail,
+    )
+
+
+def _late(session: Session, first: dt.date, scope: list[str] | None) -> list[ExceptionItem]:
+    """Records of closed months before `first` that arrived after their close and are not yet
+    in any closed month's exceptions."""
+    name = (
+        select(func.max(RosterEntry.name))
+        .where(RosterEntry.elder_id == Record.elder_id)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(
+            Record.record_id,
+            Device.point_id,
+            Record.elder_id,
+            name,
+            Record.service,
+            Record.slot,
+            Record.service_date,
+            SettlementMonth.month,
+            Record.received_at,
+        )
+        .join(Device, Device.device_id == Record.device_id)
+        .join(
+            SettlementMonth,
+            and_(
+                Record.service_date >= SettlementMonth.first_day,
+                Record.service_date <= SettlementMonth.last_day,
+                Record.received_at > SettlementMonth.closed_at,
+            ),
+        )
+        .where(
+            Record.service_date < first,
+            ~exists(select(1).where(SettlementException.record_id == Record.record_id)),
+            _scope(scope, Device.point_id),
+        )
+        .order_by(Device.point_id, Record.service_date, Record.record_id)
+    ).all()
+    return [
+        ExceptionItem(
+            r[0],
+            r[1],
+            r[2],
+            r[3] or "",
+            r[4],
+            r[5],
+            r[6],
+            "late",
+            f"属已结账的{r[7]}，{r[8][:19].replace('T', ' ')}（UTC）才到达",
+        )
+        for r in rows
+    ]
+
+
+# ----------------------------------------------------------------------------- closed months
+
+
+def load(
+    session: Session,
+    month: str,
+    point_ids: Iterable[str] | None = None,
+    public_key: Ed25519PublicKey | None = None,
+) -> Settlement:
+    """A closed month from its frozen rows, or the open month computed now."""
+    first, last = month_bounds(month)
+    closed = session.get(SettlementMonth, month)
+    if closed is None:
+        return compute(session, month, point_ids)
+    scope = list(point_ids) if point_ids is not None else None
+    names = _names(session)
+    lines = [
+        Line(
+            r.point_id,
+            r.elder_id,
+            names.get((r.point_id, r.elder_id), ""),
+            r.service,
+            r.slot,
+            Decimal(r.rate) if r.rate else None,
+            r.count,
+            Decimal(r.amount),
+        )
+        for r in session.scalars(
+            select(SettlementLine)
+            .where(SettlementLine.month == month, _scope(scope, SettlementLine.point_id))
+            .order_by(SettlementLine.id)
+        )
+    ]
+    exceptions = [
+        ExceptionItem(
+            r.record_id,
+            r.point_id,
+            r.elder_id,
+            names.get((r.point_id, r.elder_id), names.get(("", r.elder_id), "")),
+            r.service,
+            r.slot,
+            r.service_date,
+            r.kind,
+            r.detail,
+        )
+        for r in session.scalars(
+            select(SettlementException)
+            .where(SettlementException.month == month, _scope(scope, SettlementException.point_id))
+            .order_by(SettlementException.id)
+        )
+    ]
+    result = Settlement(month, first, last, lines, exceptions, closed=closed)
+    if public_key is not None:
+        result.signature_ok = verify_closed(session, month, public_key)
+    return result
+
+
+def _names(session: Session) -> dict[tuple[str, str], str]:
+    out: dict[tuple[str, str], str] = {}
+    for point_id, elder_id, name in session.execute(
+        select(RosterEntry.point_id, RosterEntry.elder_id, RosterEntry.name)
+    ):
+        out[(point_id, elder_id)] = name
+        out.setdefault(("", elder_id), name)
+    return out
+
+
+def verify_closed(session: Session, month: str, public_key: Ed25519PublicKey) -> bool:
+    """True when the stored rows of a closed month are exactly what the platform signed."""
+    closed = session.get(SettlementMonth, month)
+    if closed is None:
+        return False
+    full = load(session, month)
+    doc = settlement_document(month, closed.closed_at, full.lines, full.exceptions)
+    digest = document_digest(doc)
+    return digest == closed.digest and verify(
+        public_key, settlement_message(digest), closed.signature
+    )
+
+
+class AlreadyClosedError(SettlementError):
+    pass
+
+
+def close(
+    session: Session,
+    month: str,
+    key: Ed25519PrivateKey,
+    who: str,
+    now: dt.datetime,
+    today: dt.date,
+) -> SettlementMonth:
+    """Freeze and sign the month (in the caller's transaction).
+
+    Every device row is locked first (FOR UPDATE on PostgreSQL; SQLite's single writer already
+    holds the database): batches in flight commit before the computation sees the records, and
+    later ones stamp `received_at` after `closed_at`, so each record is either in this
+    settlement or `late` in a later one, never neither."""
+    first, last = month_bounds(month)
+    if last >= today:
+        raise SettlementError(f"{month} 尚未结束（今天 {today}），月末之后才能结账")
+    session.execute(select(Device.device_id).with_for_update()).all()
+    if session.get(SettlementMonth, month, with_for_update=True) is not None:
+        raise AlreadyClosedError(f"{month} 已结账")
+    closed_at = now.isoformat(timespec="microseconds")
+    result = compute(session, month)
+    doc = settlement_document(month, closed_at, result.lines, result.exceptions)
+    digest = document_digest(doc)
+    row = SettlementMonth(
+        month=month,
+        first_day=first,
+        last_day=last,
+        closed_at=closed_at,
+        closed_by=who,
+        total_meals=result.total_meals,
+        total_amount=str(result.total_amount),
+        digest=digest,
+        signature=b64encode(key.sign(settlement_message(digest))),
+        public_key=b64encode(key.public_key().public_bytes_raw()),
+    )
+    session.add(row)
+    session.add_all(
+        SettlementLine(
+            month=month,
+            point_id=ln.point_id,
+            elder_id=ln.elder_id,
+            service=ln.service,
+            slot=ln.slot,
+            rate=_money(ln.rate),
+            count=ln.count,
+            amount=str(ln.amount),
+        )
+        for ln in result.lines
+    )
+    session.add_all(
+        SettlementException(
+            month=month,
+            record_id=e.record_id,
+            point_id=e.point_id,
+            elder_id=e.elder_id,
+            service=e.service,
+            slot=e.slot,
+            service_date=e.service_date,
+            kind=e.kind,
+            detail=e.detail,
+        )
+        for e in result.exceptions
+    )
+    return row
+
+
+def point_ids_of(session: Session, township: str | None) -> list[str] | None:
+    """The points a principal may see: None for the county (administrator)."""
+    if township is None:
+        return None
+    return list(session.scalars(select(MealPoint.point_id).where(MealPoint.township == township)))
