@@ -18,6 +18,7 @@ import json
 import logging
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from models.db import Store
 from models.records import chain_head
@@ -58,49 +59,59 @@ def keep_checkpoint_ack(
     return True
 
 
-def rollback_problem(store: Store, platform: PlatformVerifier | None) -> str | None:
+def checkpoint_problem(
+    session: Session, platform: PlatformVerifier | None, verified: set[int] | None = None
+) -> str | None:
+    """The cheap half, run before every check-in: does the chain reach the newest checkpoint
+    ack that verifies (two indexed lookups; `verified` caches the ack ids already checked)?"""
+    good = verified if verified is not None else set()
+    head_seq, _ = chain_head(session)
+    acks = session.scalars(
+        select(PlatformReceipt)
+        .where(PlatformReceipt.kind == "checkpoint")
+        .order_by(PlatformReceipt.seq.desc())
+    )
+    for ack in acks:
+        if platform is not None and ack.id not in good:
+            if not platform.checkpoint_ack_ok(
+                ack.device_id, ack.seq or 0, ack.head_hash or "", ack.server_time,
+                ack.signature or "",
+            ):  # fmt: skip
+                continue
+            good.add(ack.id)
+        held = session.scalar(select(MealRecord.hash).where(MealRecord.seq == ack.seq))
+        if held is None and (ack.seq or 0) > 0:
+            return (
+                f"rolled back: the platform acknowledged the chain up to seq {ack.seq}, "
+                f"this terminal holds only up to seq {head_seq}"
+            )
+        if held is not None and held != ack.head_hash:
+            return f"rewritten: seq {ack.seq} differs from the checkpoint the platform acked"
+        return None  # the newest valid ack is reached with the same hash
+    return None
+
+
+def missing_acknowledged(session: Session) -> str | None:
+    """The thorough half (evidence thread, doctor): every record a receipt names is here."""
+    named: set[str] = set()
+    for ids in session.scalars(
+        select(PlatformReceipt.record_ids).where(PlatformReceipt.kind.in_(("batch", "recovery")))
+    ):
+        named.update(json.loads(ids or "[]"))
+    if not named:
+        return None
+    missing = named - set(session.scalars(select(MealRecord.record_id)))
+    if missing:
+        return f"rolled back: {len(missing)} record(s) the platform acknowledged are missing here"
+    return None
+
+
+def rollback_problem(
+    store: Store, platform: PlatformVerifier | None, verified: set[int] | None = None
+) -> str | None:
     """Why the local chain is behind what the platform acknowledged, or None.
 
     Only acks whose signature verifies with the platform key count (all of them when no key is
     configured: then a forged ack can only stop check-in, never hide a deletion)."""
     with store.read() as session:
-        head_seq, _ = chain_head(session)
-        acks = session.scalars(
-            select(PlatformReceipt)
-            .where(PlatformReceipt.kind == "checkpoint")
-            .order_by(PlatformReceipt.seq.desc())
-        ).all()
-        for ack in acks:
-            if platform is not None and not platform.checkpoint_ack_ok(
-                ack.device_id,
-                ack.seq or 0,
-                ack.head_hash or "",
-                ack.server_time,
-                ack.signature or "",
-            ):
-                continue
-            held = session.scalar(select(MealRecord.hash).where(MealRecord.seq == ack.seq))
-            if held is None and (ack.seq or 0) > 0:
-                return (
-                    f"rolled back: the platform acknowledged the chain up to seq {ack.seq}, "
-                    f"this terminal holds only up to seq {head_seq}"
-                )
-            if held is not None and held != ack.head_hash:
-                return f"rewritten: seq {ack.seq} differs from the checkpoint the platform acked"
-            break  # the newest valid ack is reached with the same hash
-        named: set[str] = set()
-        for ids in session.scalars(
-            select(PlatformReceipt.record_ids).where(
-                PlatformReceipt.kind.in_(("batch", "recovery"))
-            )
-        ):
-            named.update(json.loads(ids or "[]"))
-        if named:
-            here = set(session.scalars(select(MealRecord.record_id)))
-            missing = named - here
-            if missing:
-                return (
-                    f"rolled back: {len(missing)} record(s) the platform acknowledged are "
-                    "missing here"
-                )
-    return None
+        return checkpoint_problem(session, platform, verified) or missing_acknowledged(session)

@@ -201,6 +201,7 @@ class CheckinService:
         # first check-in, by every evidence run, and again at each refused attempt.
         self.rolled_back: str | None = None
         self._rollback_checked = False
+        self._verified_acks: set[int] = set()  # checkpoint acks whose signature verified
         self._clock = clock or (lambda: dt.datetime.now(config.site.tz))
         # Set by the daemon from kiosk.runtime.timesync: records made on a clock known to be
         # wrong say so.
@@ -243,12 +244,21 @@ class CheckinService:
         return result
 
     def _suspended_by_rollback(self) -> bool:
-        if self._rollback_checked and self.rolled_back is None:
-            return False  # the evidence thread keeps watching
-        from sync.rollback import rollback_problem
+        """Before every check-in: the full check once (and at each refused tap, so a recovery
+        clears it at once), else the cheap one against the newest checkpoint ack, which the
+        checkpoint push may have just fetched from the platform."""
+        from sync.rollback import checkpoint_problem, rollback_problem
 
         try:
-            self.rolled_back = rollback_problem(self.store, self.evidence.platform)
+            if self._rollback_checked and self.rolled_back is None:
+                with self.store.read() as session:
+                    self.rolled_back = checkpoint_problem(
+                        session, self.evidence.platform, self._verified_acks
+                    )
+            else:
+                self.rolled_back = rollback_problem(
+                    self.store, self.evidence.platform, self._verified_acks
+                )
         except SQLAlchemyError:
             log.exception("rollback check failed")  # the write below reports storage errors
             return False

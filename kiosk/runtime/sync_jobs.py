@@ -8,6 +8,7 @@ reason shows in the log and in /api/health.
 from __future__ import annotations
 
 import logging
+import threading
 
 from hardware.backoff import Backoff
 from hardware.card_uid import normalise
@@ -78,4 +79,10 @@ def start_sync(services: KioskServices) -> tuple[SyncJobs | None, str]:
         )
     except DeviceKeyError as exc:
         return None, f"device key: {exc}"
+    # At start, compare with the platform's newest checkpoint ack at once (the scheduler spreads
+    # its first runs over a minute): a chain rolled back while the daemon was down stops
+    # check-in before it can fork (issue 12.8). Off the main thread: the link may be slow.
+    threading.Thread(
+        target=jobs.runner.checkpoint_job, name="first-checkpoint", daemon=True
+    ).start()
     return jobs, ""

@@ -130,8 +130,10 @@ def test_erasing_the_local_acks_too_is_caught_by_the_platforms_copy(
     )
     assert out.returncode == 0, out.stderr
     term = _restart(term, tmp_path)
-    # Nothing local is left to compare with; the daemon's checkpoint push (at start and every
-    # minute) fetches the platform's newest ack first, and recording stops.
+    # Nothing local is left to compare with: the evidence check at start finds no rollback...
+    assert term.services.checkin.check_evidence().rolled_back is None
+    # ... but the daemon's checkpoint push (right at start, then every minute) fetches the
+    # platform's newest ack first, and the check before the next tap sees it: recording stops.
     client = PlatformClient(platform.url, term.token or "")
     push_checkpoint(term.services.store, client, term.key, term.device_id, NOW)
     client.close()
