@@ -42,8 +42,10 @@ class AdminClient:
         body = {"name": name, "role": "operator", "township": township}
         return str(self._post("/v1/admin/operators", body, 201)["token"])
 
-    def create_point(self, point_id: str, township: str, name: str = "") -> None:
-        body = {"point_id": point_id, "township": township, "name": name}
+    def create_point(
+        self, point_id: str, township: str, name: str = "", timezone: str = "Asia/Shanghai"
+    ) -> None:
+        body = {"point_id": point_id, "township": township, "name": name, "timezone": timezone}
         self._post("/v1/admin/points", body, 200, 201)
 
     def issue_code(self, point_id: str, ttl_hours: float = 24) -> str:

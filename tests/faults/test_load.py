@@ -42,6 +42,7 @@ from tests.faults.harness import (
     rss_and_fds,
     size,
 )
+from tests.support.config import noon_zone
 from tests.support.roster import elder_row
 from tests.support.wait import wait_until
 
@@ -171,7 +172,9 @@ def test_compressed_day_uploads_roster_maintenance_no_growth(
         creds = tmp_path / "creds"
         key = generate_device_key(creds / "device-key")
         device_id = "day-" + uuid.uuid4().hex[:8]
-        (creds / "device-token").write_text(platform.register(device_id, "pt-day", key))
+        # The point's zone is the kiosk's site zone (noon now), as the county registers it.
+        token = platform.register(device_id, "pt-day", key, noon_zone())
+        (creds / "device-token").write_text(token)
         (creds / "device-token").chmod(0o600)  # a readable token is refused
         kiosk = KioskProc(
             tmp_path / "k",

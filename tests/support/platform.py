@@ -166,17 +166,22 @@ class Platform:
         headers = {"Authorization": f"Bearer {self.operator_token}"}
         return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
 
-    def enrolment_code(self, point_id: str) -> str:
-        """Register the meal point (administrator) and issue a one-time code (operator)."""
+    def enrolment_code(self, point_id: str, timezone: str = "Asia/Shanghai") -> str:
+        """Register the meal point (administrator) and issue a one-time code (operator).
+
+        `timezone` is the point's zone: the platform rejects records whose service_date is not
+        the check-in's day there, so it must match the kiosk's site.timezone."""
         with httpx.Client(base_url=self.url, timeout=30) as http:
-            AdminClient(http, ADMIN_TOKEN).create_point(point_id, TOWNSHIP)
+            AdminClient(http, ADMIN_TOKEN).create_point(point_id, TOWNSHIP, timezone=timezone)
         r = self.operator("POST", f"/v1/admin/points/{point_id}/enrolment-codes", json={})
         assert r.status_code == 201, r.text
         code: str = r.json()["code"]
         return code
 
-    def register(self, device_id: str, point_id: str, key: DeviceKey) -> str:
-        code = self.enrolment_code(point_id)
+    def register(
+        self, device_id: str, point_id: str, key: DeviceKey, timezone: str = "Asia/Shanghai"
+    ) -> str:
+        code = self.enrolment_code(point_id, timezone)
         with httpx.Client(base_url=self.url, timeout=30) as http:
             return enrol_device(http, code, device_id, point_id, key.public_key_b64)
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from kiosk.ops.provision import provision
+from tests.support.config import noon_zone
 from tests.support.daemon import start_daemon, stop_daemon
 from tests.support.platform import Platform
 from tests.support.roster import elder_row
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,7 @@ def test_tapped_meal_reaches_the_platform_and_leaves_the_queue(
     tmp_path: Path, sqlite_platform: Platform
 ) -> None:
     cred = tmp_path / "cred"
-    code = sqlite_platform.enrolment_code("ZY-T")
+    code = sqlite_platform.enrolment_code("ZY-T", noon_zone())  # the daemon's site zone
     provision(sqlite_platform.url, "proc-test", "ZY-T", code, cred)
     platform_cfg = f"platform: {{url: {sqlite_platform.url}, upload_interval_s: 5, checkpoint_interval_s: 5}}\n"
     proc, base = start_daemon(
@@ -35,13 +36,13 @@ def test_tapped_meal_reaches_the_platform_and_leaves_the_queue(
             httpx.post(f"{base}/api/simulate/tap", json={"uid": elder_row(1).card_uid}).status_code
             == 202
         )
-        deadline = time.monotonic() + 30
-        health: dict = {}
-        while time.monotonic() < deadline:
-            health = httpx.get(f"{base}/api/health").json()
-            if health["sync"].get("last_success_at") and health["queue_depth"] == 0:
-                break
-            time.sleep(0.5)
+
+        def uploaded() -> dict | None:
+            health: dict = httpx.get(f"{base}/api/health").json()
+            done = health["sync"].get("last_success_at") and health["queue_depth"] == 0
+            return health if done else None
+
+        health = wait_until(uploaded, "the tap to be uploaded", timeout=30, step=0.2)
         assert health["sync"]["state"] == "ok", health
         assert health["queue_depth"] == 0, health
         stored = sqlite_platform.records("proc-test")
@@ -59,11 +60,7 @@ def test_unprovisioned_daemon_serves_and_says_why_sync_is_off(tmp_path: Path) ->
     )  # fmt: skip
     try:
         httpx.post(f"{base}/api/simulate/tap", json={"uid": elder_row(1).card_uid})
-        deadline = time.monotonic() + 10
-        while (
-            time.monotonic() < deadline and httpx.get(f"{base}/api/headcount").json()["served"] < 1
-        ):
-            time.sleep(0.1)
+        wait_until(lambda: httpx.get(f"{base}/api/headcount").json()["served"], "the tap")
         health = httpx.get(f"{base}/api/health").json()
         assert health["sync"] == {
             "state": "off",
