@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,6 +17,7 @@ from kiosk.runtime.daemon import card_tap_handler
 from kiosk.runtime.services import KioskServices
 from models.db import Store
 from tests.support.roster import Clock, elder_row
+from tests.support.wait import wait_until
 
 
 @pytest.fixture
@@ -99,9 +99,7 @@ def test_simulated_tap_goes_through_the_reader_thread(
     try:
         resp = client.post("/api/simulate/tap", json={"uid": elder_row(1).card_uid.lower()})
         assert resp.status_code == 202
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and client.get("/api/headcount").json()["served"] == 0:
-            time.sleep(0.02)
+        wait_until(lambda: client.get("/api/headcount").json()["served"], "the tap to be served")
         assert client.get("/api/headcount").json()["served"] == 1
         assert client.get("/api/health").json()["readers"]["desk"]["state"] == "ok"
     finally:
@@ -115,10 +113,7 @@ def test_garbage_card_number_is_refused_and_shown(
     services.readers.start(card_tap_handler(services), services.stopping)
     try:
         client.post("/api/simulate/tap", json={"uid": "not-a-card!"})
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not services.bus.recent("checkin", 1):
-            time.sleep(0.02)
-        event = services.bus.recent("checkin", 1)[0].data
+        event = wait_until(lambda: services.bus.recent("checkin", 1), "the refusal event")[0].data
         assert (event["outcome"], event["refusal"]) == ("refused", "invalid_card")
         assert event["message"] == "无法识别卡片，请重新刷卡"
     finally:

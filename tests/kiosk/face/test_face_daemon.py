@@ -11,7 +11,6 @@ import datetime as dt
 import logging
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from models.db import Store
 from models.tables import MealRecord
 from tests.support.daemon import start_daemon
 from tests.support.roster import elder_row
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -58,21 +58,36 @@ def start_kiosk(tmp_path: Path, faces: Path, enrol: dict[str, str]) -> tuple[Any
 
 
 def play_clip(proc: subprocess.Popen[str], base: str) -> dict[str, Any]:
-    """Wait until the clip has played to its end and the worker is idle; the last health."""
-    deadline = time.monotonic() + 90
-    health: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+    """Wait until the clip has played to its end and the worker is done with it; the health."""
+
+    def health() -> dict[str, Any] | None:
         assert proc.poll() is None, proc.communicate()[1]
         try:
-            health = httpx.get(f"{base}/api/health", timeout=2).json()
+            body: dict[str, Any] = httpx.get(f"{base}/api/health", timeout=2).json()
+            return body
         except httpx.TransportError:
-            time.sleep(0.2)
-            continue
-        if health["camera"]["state"] == "stopped":
-            time.sleep(1.0)  # the worker finishes the last frame it took
-            return httpx.get(f"{base}/api/health", timeout=2).json()
-        time.sleep(0.3)
-    pytest.fail(f"the clip did not finish: {health}")
+            return None
+
+    def clip_ended() -> bool:
+        h = health()
+        return h is not None and h["camera"]["state"] == "stopped"
+
+    wait_until(clip_ended, "the clip to play to its end", timeout=90, step=0.3)
+    # The worker may still be deciding on the last frame it took: wait until its counters
+    # stop moving between two reads.
+    last: dict[str, Any] = {}
+
+    def settled() -> dict[str, Any] | None:
+        h = health()
+        if h is None:
+            return None
+        face = h["face"]
+        key = (face["frames_seen"], face["frames_analyzed"], face["checkins"])
+        same = last.get("key") == key
+        last["key"] = key
+        return h if same else None
+
+    return wait_until(settled, "the face worker to finish the clip", timeout=30, step=0.3)
 
 
 def stop(proc: subprocess.Popen[str]) -> str:

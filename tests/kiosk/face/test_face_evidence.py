@@ -33,6 +33,7 @@ from models.roster import apply_rows
 from models.tables import AuditEvent, MealRecord
 from tests.support.config import BASE_CONFIG
 from tests.support.roster import Clock, elder_row
+from tests.support.wait import wait_until
 
 DESK = ReaderConfig(kind="simulated", name="desk")
 # Module fixtures run dlib on the photos once: keep the module on one xdist worker.
@@ -247,9 +248,9 @@ def test_worker_with_nobody_enrolled_runs_nothing_heavy_and_records_nothing(
     assert worker is not None
     stop = threading.Event()
     worker.start(stop)
-    for _ in range(5):
+    for n in range(1, 6):
         camera.show(np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8))
-        time.sleep(0.1)
+        wait_until(lambda n=n: worker.status().frames_seen >= n, f"the worker to take frame {n}")
     stop.set()
     worker.join()
     status = worker.status()
@@ -267,8 +268,9 @@ def test_self_check_fails_for_a_dead_or_hung_worker_not_for_a_missing_camera(
     assert worker.problem(15) is None  # not started: nothing to check
     stop = threading.Event()
     camera.state = CameraState.ABSENT
+    before = worker.heartbeat
     worker.start(stop)
-    time.sleep(0.2)
+    wait_until(lambda: worker.heartbeat > before, "the worker's first heartbeat")
     assert worker.problem(15) is None  # camera missing, worker alive: healthy
     worker.heartbeat -= 60
     assert "hung" in (worker.problem(15) or "")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -72,7 +71,6 @@ def test_status_bar_and_the_sample_reminder(page, kiosk: Kiosk) -> None:  # type
 
 
 def test_ledger_entry_flow(page, kiosk: Kiosk) -> None:  # type: ignore[no-untyped-def]
-    started = time.monotonic()
     sign_in(page, kiosk, "/safety")
     check_legible(page)
     shot(page, "safety-todo")
@@ -95,7 +93,6 @@ def test_ledger_entry_flow(page, kiosk: Kiosk) -> None:  # type: ignore[no-untyp
     shot(page, "safety-inspection")
     page.click("#inspection-submit")
     page.wait_for_selector("#safety-saved")
-    assert time.monotonic() - started < 60  # well under a minute, even for a test robot
     assert "燃气 ✗" in page.text_content("#inspection-card")
     shot(page, "safety-done")
     # the reminder is gone from the check-in view
