@@ -24,13 +24,18 @@ APT_PACKAGES := pcscd libpcsclite-dev swig vsmartcard-vpcd pcsc-tools chromium f
 
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
+# Tests run on two xdist workers (the terminal-class machine has 2 cores); tests sharing a
+# global resource (pcscd and the vpcd ports, one daemon per module) carry an xdist_group mark
+# and stay on one worker. PYTEST_XDIST= (empty) runs them in one process.
+PYTEST_XDIST ?= -n 2 --dist loadgroup
 
-.PHONY: help setup system-deps uv venv demo run test lint format pytest soak dlib-blas clean \
+.PHONY: help setup system-deps uv venv demo run test test-fast lint format pytest soak dlib-blas clean \
 	bundle systemd-host-test systemd-host-test-blas systemd-host-test-bundle systemd-host-measure
 
 help:
 	@echo "make demo    run the kiosk demo (http://127.0.0.1:8080/)"
 	@echo "make test    lint and run every test"
+	@echo "make test-fast  the edit-test loop: tests not marked slow, in parallel, no lint"
 	@echo "make format  apply ruff formatting and safe fixes"
 	@echo "make soak    long fault/load/security run (~1 h), figures in tests/faults/last-soak.json"
 	@echo "make dlib-blas  build dlib against OpenBLAS (5x faster face encoding; ~8 min)"
@@ -82,10 +87,16 @@ format: venv
 
 # pytest exits 5 when it collected no tests: that must fail, not pass silently.
 pytest: setup
-	@set +e; $(UV) run --locked pytest $(PYTEST_ARGS); rc=$$?; \
+	@set +e; $(UV) run --locked pytest $(PYTEST_XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 test: lint pytest
+
+# The edit-test loop: no lint, none of the tests marked slow (subprocesses, uvicorn, PostgreSQL,
+# pcscd, Chromium), in parallel. `make test` still runs everything.
+test-fast: venv
+	@set +e; $(UV) run --locked pytest $(PYTEST_XDIST) -m "not slow" -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 # Faults, load and security suites at full size (~1 h; see docs/faults.md): 1,000 SIGKILLs,
 # 10x the fuzz examples, a longer compressed day. Figures land in tests/faults/last-soak.json.

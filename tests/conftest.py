@@ -22,6 +22,18 @@ from tests.support.config import BASE_CONFIG
 from tests.support.paths import REPO, face_data_or_skip  # noqa: F401  REPO: tests/systemd still imports it from here
 from tests.support.roster import TZ, Clock, elder_row
 
+# Fixtures that start real services (uvicorn, PostgreSQL, pcscd, Chromium): a test using one is
+# slow whether or not its module says so, and `make test-fast` leaves it out.
+SLOW_FIXTURES = frozenset(
+    {"platform", "sqlite_platform", "postgres", "pcscd", "vpcd", "browser", "page"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def face_data() -> Path:

@@ -62,6 +62,7 @@ def test_damaged_database_is_exit_2_with_the_way_out(
     assert (damaged_data / DB_FILE).read_bytes() == before  # nothing was written into it
 
 
+@pytest.mark.slow  # runs `kiosk` as a subprocess
 def test_the_installed_command_says_so_too(damaged_data: Path) -> None:
     """The same through the real entry point (`python -m kiosk` = kiosk.cli.main:main)."""
     run = subprocess.run(
@@ -73,6 +74,7 @@ def test_the_installed_command_says_so_too(damaged_data: Path) -> None:
     assert "failed its quick check" in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.slow  # runs `kiosk` as a subprocess
 def test_help_lists_every_group_without_loading_face_or_camera_libraries() -> None:
     probe = (
         "import sys\n"

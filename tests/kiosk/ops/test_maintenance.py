@@ -85,6 +85,7 @@ def test_restore_refuses_a_file_that_is_not_a_good_backup(tmp_path: Path) -> Non
     assert not (tmp_path / DB_FILE).exists()
 
 
+@pytest.mark.slow  # runs `kiosk` as a subprocess
 def test_damaged_database_is_refused_at_start(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     store.close()
@@ -106,6 +107,7 @@ def test_damaged_database_is_refused_at_start(tmp_path: Path) -> None:
     assert "the kiosk will not write into it" in run.stderr
 
 
+@pytest.mark.slow  # runs `kiosk` as a subprocess
 def test_cli_backup_and_maintenance(services: KioskServices, tmp_path: Path) -> None:
     tap(services, 1)
     services.store.close()

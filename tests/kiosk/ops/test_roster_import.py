@@ -150,6 +150,7 @@ def test_id_number_checks() -> None:
     assert pinyin_initials("张德明") == "ZDM"
 
 
+@pytest.mark.slow  # runs `kiosk` as a subprocess
 def test_cli_roster_import(tmp_path: Path) -> None:
     good = write_csv(tmp_path / "good.csv", CHINESE, "gbk")
     bad = write_csv(tmp_path / "bad.csv", [*CHINESE, ["E0005", "", "1", "", "", ""]], "gbk")
