@@ -17,7 +17,14 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sync.platform.admin_client import enrol_device
-from sync.wire import GENESIS_HASH, b64encode, checkpoint_message, link_hash, record_message
+from sync.wire import (
+    GENESIS_HASH,
+    b64encode,
+    book_link_hash,
+    checkpoint_message,
+    link_hash,
+    record_message,
+)
 from tests.security.platform_env import TOWNSHIP_A, County, public_b64
 
 SITE = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -37,6 +44,8 @@ class Terminal:
     seq: int = 0
     head: str = GENESIS_HASH
     sent: list[dict[str, Any]] = field(default_factory=list)
+    book_seq: int = 0
+    book_head: str = GENESIS_HASH
 
     def record(
         self, day: dt.date, elder: str, *, service: str = "meal", slot: str = "lunch",
@@ -73,6 +82,33 @@ class Terminal:
         result: dict[str, Any] = r.json()
         assert len(result["accepted"]) == len(records), result
         return result
+
+    def book(self, kind: str, day: dt.date, body: dict[str, Any], caregiver: str = "C001"
+             ) -> dict[str, Any]:  # fmt: skip
+        """One entry of the village's books, chained and signed, sent to /v1/books."""
+        self.book_seq += 1
+        fields: dict[str, Any] = {
+            "entry_id": str(uuid.uuid4()), "seq": self.book_seq, "device_id": self.device_id,
+            "kind": kind, "entry_date": day,
+            "body": json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")),
+            "corrects": None, "caregiver_id": caregiver,
+            "created_at": dt.datetime.now(dt.UTC),
+        }  # fmt: skip
+        digest = book_link_hash(self.book_head, fields)
+        entry = {
+            **{k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in fields.items()},
+            "prev_hash": self.book_head, "hash": digest,
+            "signature": b64encode(self.key.sign(record_message(digest))),
+        }  # fmt: skip
+        self.book_head = digest
+        r = self.county.http.post(
+            "/v1/books",
+            json={"protocol": 1, "device_id": self.device_id,
+                  "sent_at": dt.datetime.now(dt.UTC).isoformat(), "entries": [entry]},
+            headers={"Authorization": f"Bearer {self.token}"},
+        )  # fmt: skip
+        assert r.status_code == 200 and r.json()["accepted"] == [entry["entry_id"]], r.text
+        return entry
 
     def checkpoint(self) -> None:
         made_at = dt.datetime.now(dt.UTC)
