@@ -33,6 +33,13 @@ def encode_face_with_points(
     return np.asarray(encoding, dtype=np.float32), points
 
 
+def face_points_5(image_rgb: Image, box: FaceBox) -> Points5:
+    """Only the 5 points (~1 ms, no encoding): for liveness frames between full analyses."""
+    from kiosk.face.weights import face_points
+
+    return face_points(image_rgb, box.css())
+
+
 def face_landmarks_68(image_rgb: Image, box: FaceBox) -> Landmarks:
     """The 68-point landmarks of one face, grouped as face_recognition names them
     (left_eye, right_eye, nose_tip, nose_bridge, chin, ...)."""

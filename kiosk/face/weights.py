@@ -81,6 +81,11 @@ def face_encoding_and_points(
     return np.array(face_encoder().compute_face_descriptor(image, shape, num_jitters)), points
 
 
+def face_points(image: NDArray[np.uint8], css: Css) -> list[tuple[float, float]]:
+    """The 5 alignment points alone (eye corners, base of the nose)."""
+    return [(float(pt.x), float(pt.y)) for pt in shape_predictor_5()(image, _rect(css)).parts()]
+
+
 def face_landmarks(image: NDArray[np.uint8], css: Css) -> dict[str, list[tuple[int, int]]]:
     """The 68 points grouped by feature, with face_recognition's names and order."""
     p = [(pt.x, pt.y) for pt in shape_predictor_68()(image, _rect(css)).parts()]

@@ -18,7 +18,11 @@ A heartbeat lets the daemon's self-check tell a hung worker from an idle one.
 Liveness (default `parallax`, kiosk.face.parallax) needs a few frames of the face moving. The
 frames of the current visit that came before the first match (the elder walking up, turning
 to the screen) are kept and fed to the check when it starts, so an elder who moved on the way
-in is not made to wait for a second window.
+in is not made to wait for a second window. While a parallax check is pending, frames get
+only detection and the 5 points (~15 ms instead of ~90 ms with the encoding; one full
+analysis every FULL_ANALYSIS_EVERY_S keeps identity and agreement current), so
+the check sees a head turn at several times the full analysis rate; such a frame counts only
+if its face is where the matched face was (same person, no identity decision made on it).
 
 A check-in also needs agreement over frames: at least `agree_frames` of the last
 `agree_window` analysed frames (default 2 of 3) must be a Match of the same elder. A single
@@ -54,6 +58,8 @@ from kiosk.face import (
     PresenceGuard,
     Unknown,
 )
+from kiosk.face.detect import FaceBox, choose_face, detect_faces
+from kiosk.face.encode import face_points_5
 from kiosk.face.pipeline import FaceAnalysis, FacePipeline
 from kiosk.face.templates import FaceKeyError, TemplateStore
 
@@ -71,7 +77,18 @@ PROMPT_AFTER_S = 2.0  # an unmatched face this long in view gets "请刷卡"
 # Frames of a face whose nearest elder is the one under a liveness check, this far past the
 # threshold, still feed the check (their landmarks are as good; the identity was decided).
 LIVENESS_SLACK = 0.15
+# While a parallax check is pending, frames get only detection + 5 points (~15 ms) except
+# one full analysis (with the encoding, ~90 ms) per this many seconds, which keeps the
+# identity and the frame agreement current.
+FULL_ANALYSIS_EVERY_S = 0.3
 RECENT_FRAMES = 12  # face frames of the visit kept for the liveness check (> its window)
+
+
+def _same_place(box: FaceBox, near: FaceBox) -> bool:
+    """The face has not jumped: centres within half a face width of each other."""
+    dx = (box.left + box.right - near.left - near.right) / 2
+    dy = (box.top + box.bottom - near.top - near.bottom) / 2
+    return math.hypot(dx, dy) <= 0.5 * max(near.width, 1)
 
 
 def _finite(value: float) -> float | None:
@@ -140,6 +157,8 @@ class FaceWorker:
         self._fingerprint: tuple[int, int] | None = None
         self._visit: _Visit | None = None
         self._live: LivenessCheck | None = None
+        self._live_box: FaceBox | None = None  # where the face under the check was last matched
+        self._last_full = 0.0  # monotonic time of the last full analysis
         self._live_match: Match | None = None
         # (time, nearest elder, distance, liveness input) of the visit's recent face frames.
         self._recent: deque[tuple[float, Hashable | None, float, Any]] = deque(maxlen=RECENT_FRAMES)
@@ -242,7 +261,17 @@ class FaceWorker:
         if not self.gate_open:
             self._no_face(now)
             return None
+        live = self._live
+        if (
+            self.liveness_mode is LivenessMode.PARALLAX
+            and live is not None
+            and live.state is LivenessState.PENDING
+            and self._live_box is not None
+            and now - self._last_full < FULL_ANALYSIS_EVERY_S
+        ):
+            return self._liveness_frame(frame, self._live_box)
         analysis = self.analyze(frame)
+        self._last_full = time.monotonic()  # from its end: a slow machine still gets points
         self.frames_analyzed += 1
         self._detect_ms.append(analysis.timings.detect_ms)
         if analysis.encoding is None:
@@ -270,6 +299,20 @@ class FaceWorker:
         self._decision_ms.append((time.monotonic() - captured) * 1000)
         return result
 
+    def _liveness_frame(self, frame: Frame, near: FaceBox) -> CheckinResult | None:
+        """Detection and 5 points only, fed to the pending parallax check when the face is
+        the one that was matched (its box overlaps the last matched box)."""
+        import cv2
+
+        with self.lock:
+            rgb = np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+            box = choose_face(detect_faces(rgb, self.face.detect_scale), self.face.min_face_px)
+            points = face_points_5(rgb, box) if box is not None and _same_place(box, near) else None
+        now = time.monotonic()
+        if points is None:
+            return None  # not proof of anything: the next full analysis decides
+        return self._feed_liveness({"five": points}, now)
+
     def _no_face(self, now: float) -> None:
         if self._live is not None:
             self._feed_liveness(None, now)
@@ -278,6 +321,7 @@ class FaceWorker:
             self._recent.clear()
             self._agree.clear()
             self._live = self._live_match = None  # a passed check waiting for agreement
+            self._live_box = None
 
     def _agreed(self, elder_id: Hashable) -> bool:
         """At least `agree_frames` of the last `agree_window` analysed frames matched him."""
@@ -301,20 +345,23 @@ class FaceWorker:
         if self._live is None or self._live_match is None or self._live_match.elder_id != elder:
             self._live = LivenessCheck(self.liveness_mode, self.face.liveness_timeout_s)
             self._live_match = match
-            self._prefill_liveness(self._live, match)
+            self._prefill_liveness(self._live, match, now)
         elif match.distance < self._live_match.distance:
             self._live_match = match
+        self._live_box = analysis.chosen
         return self._feed_liveness(self._live_input(analysis), now)
 
-    def _prefill_liveness(self, live: LivenessCheck, match: Match) -> None:
+    def _prefill_liveness(self, live: LivenessCheck, match: Match, now: float) -> None:
         """Feed the visit's earlier frames of this face (all but the current one, which the
-        caller feeds): same nearest elder, within the slack of the threshold."""
+        caller feeds): same nearest elder, within the slack of the threshold. The timeout
+        runs from the first match, not from these frames (on a slow machine they reach back
+        seconds, and the check would time out before its first own frame)."""
         earlier = [
             (t, marks)
             for t, elder, distance, marks in list(self._recent)[:-1]
             if elder == match.elder_id and distance <= self.face.threshold + LIVENESS_SLACK
         ]
-        live.start(earlier[0][0] if earlier else None)
+        live.start(now)
         for t, marks in earlier:
             live.update(marks, t)
 
@@ -327,6 +374,7 @@ class FaceWorker:
             and decision.elder_id == live.elder_id
             and decision.distance <= self.face.threshold + LIVENESS_SLACK
         ):
+            self._live_box = analysis.chosen
             return self._feed_liveness(self._live_input(analysis), now)
         if self._live is not None:
             self._feed_liveness(None, now)
@@ -354,6 +402,7 @@ class FaceWorker:
         if state is LivenessState.PASSED and not self._agreed(match.elder_id):
             return None  # live, but the frames do not agree yet: keep the passed check
         self._live = self._live_match = None
+        self._live_box = None
         elder = str(match.elder_id)
         self.guard.observe(elder, now)  # pass or fail: once per appearance
         if state is LivenessState.PASSED:

@@ -125,12 +125,17 @@ def test_the_cues_move_together_for_a_head_and_not_for_a_sheet() -> None:
         assert abs(sheet.eye_ratio) < 0.05
 
 
-def test_a_long_gap_starts_a_new_window() -> None:
-    window = ParallaxWindow(window=4)
+def test_a_window_spans_at_most_its_time() -> None:
+    """Frames older than `span_s` drop out: a slow analysis rate cannot stretch a window
+    over a photo's whole tilt range."""
+    window = ParallaxWindow(window=8, span_s=0.9, min_frames=4)
     rng = np.random.default_rng(1)
-    for n in range(3):
-        assert window.add(project(HEAD, rot(yaw=0.2 * (-1) ** n), (0, 0, 0), 0, rng), n) is None
-    assert window.add(project(HEAD, rot(), (0, 0, 0), 0, rng), 10.0) is None  # gap: refill
+    turns = [rot(yaw=0.25 * (-1) ** n) for n in range(4)]
+    for n, r in enumerate(turns[:3]):  # 0.5 s apart: each window holds two frames at most
+        assert window.add(project(HEAD, r, (0, 0, 0), 0, rng), 0.5 * n) is None
+    for n, r in enumerate(turns):  # 0.1 s apart: judged from the 4th frame on
+        score = window.add(project(HEAD, r, (0, 0, 0), 0, rng), 5.0 + 0.1 * n)
+    assert score is not None and score.passed
 
 
 def test_five_points_are_required() -> None:
