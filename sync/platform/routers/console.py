@@ -203,9 +203,10 @@ async def _to_login(_request: Request, _exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     """Add the console's routers and its login redirect to the platform app."""
-    from sync.platform.routers import console_alerts, console_settlement
+    from sync.platform.routers import console_alerts, console_roster, console_settlement
 
     app.add_exception_handler(auth.LoginRequiredError, _to_login)
     app.include_router(router)
     app.include_router(console_settlement.router)
     app.include_router(console_alerts.router)
+    app.include_router(console_roster.router)
