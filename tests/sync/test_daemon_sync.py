@@ -36,13 +36,16 @@ def test_tapped_meal_reaches_the_platform_and_leaves_the_queue(
             httpx.post(f"{base}/api/simulate/tap", json={"uid": elder_row(1).card_uid}).status_code
             == 202
         )
+        # The tap is recorded by the reader thread: wait for it before asking whether the
+        # queue is empty, or an upload round that ran before it would satisfy the wait.
+        wait_until(lambda: httpx.get(f"{base}/api/headcount").json()["served"], "the tap")
 
         def uploaded() -> dict | None:
             health: dict = httpx.get(f"{base}/api/health").json()
             done = health["sync"].get("last_success_at") and health["queue_depth"] == 0
             return health if done else None
 
-        health = wait_until(uploaded, "the tap to be uploaded", timeout=30, step=0.2)
+        health = wait_until(uploaded, "the tap to be uploaded", timeout=60, step=0.2)
         assert health["sync"]["state"] == "ok", health
         assert health["queue_depth"] == 0, health
         stored = sqlite_platform.records("proc-test")

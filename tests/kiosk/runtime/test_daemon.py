@@ -75,7 +75,7 @@ def test_tap_is_recorded_streamed_and_counted_then_sigterm_exits_cleanly(
     assert subscribed.wait(10), "the SSE stream did not open"
     proc.send_signal(signal.SIGTERM)
     # A bound, not a speed figure: a shutdown held up by the open stream never ends.
-    _, stderr = proc.communicate(timeout=20)
+    _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "kiosk stopped cleanly" in stderr
 
@@ -91,7 +91,7 @@ def test_port_in_use_is_a_clear_failure(tmp_path: Path) -> None:
             cwd=REPO,
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=60,
         )
     assert proc.returncode == 1
     assert f"web server did not start (port {port} in use?)" in proc.stderr
@@ -105,7 +105,7 @@ def test_bad_config_never_starts_a_daemon(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"{config}:1 meal: required key is missing"
