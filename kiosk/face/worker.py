@@ -320,8 +320,11 @@ class FaceWorker:
             self._visit = None
             self._recent.clear()
             self._agree.clear()
-            self._live = self._live_match = None  # a passed check waiting for agreement
-            self._live_box = None
+            if self._live is not None and self._live.state is LivenessState.PASSED:
+                # Live, but the frames never agreed: gone now. (A pending check stays: its
+                # timeout still says 请刷卡 to a photo that was taken away.)
+                self._live = self._live_match = None
+                self._live_box = None
 
     def _agreed(self, elder_id: Hashable) -> bool:
         """At least `agree_frames` of the last `agree_window` analysed frames matched him."""
