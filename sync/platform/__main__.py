@@ -52,7 +52,11 @@ def _serve(args: argparse.Namespace) -> int:
         "platform public key (give it to the kiosks): %s",
         b64encode(key.public_key().public_bytes_raw()),
     )
-    limits = Limits(verify_interval_s=args.verify_interval)
+    limits = Limits(
+        verify_interval_s=args.verify_interval,
+        signatures=args.signatures,
+        signature_interval_s=args.signature_interval,
+    )
     app = create_platform_app(args.db, key, admin_token, limits=limits)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
     return 0
@@ -142,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--verify-interval", type=float, default=300.0,
         help="seconds between completeness sweeps (0: off)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--signatures", choices=("inline", "deferred"), default="inline",
+        help="check record signatures on the request path, or in the background verifier "
+        "(hash, chain and checkpoints still checked at ingest; forgeries alerted)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--signature-interval", type=float, default=1.0,
+        help="seconds between deferred verifier rounds (0: no verifier in this process)",
     )  # fmt: skip
     serve.add_argument("--log-level", default=argparse.SUPPRESS)
     settle = sub.add_parser("settle", help="write a month's settlement as XLSX (reads the DB)")

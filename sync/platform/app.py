@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from models.db import make_engine
-from sync.platform import schema_upgrade
+from sync.platform import schema_upgrade, signature_check
 from sync.platform.completeness import sweep
 from sync.platform.routers import (
     admin,
@@ -108,6 +108,7 @@ def create_platform_app(
     engine = make_platform_engine(database_url)
     schema_upgrade.upgrade(engine)  # columns added since an older reference platform
     PlatformBase.metadata.create_all(engine)
+    signature_check.ensure_index(engine)  # the deferred verifier's queue
     state = PlatformState(
         sessions=sessionmaker(engine, expire_on_commit=False),
         platform_key=platform_key,
@@ -126,12 +127,22 @@ def create_platform_app(
                 target=_sweeper, args=(state, stop), name="completeness", daemon=True
             )
             worker.start()
+        verifier = None
+        if state.limits.signatures == "deferred" and state.limits.signature_interval_s > 0:
+            verifier = threading.Thread(
+                target=signature_check.run_verifier,
+                args=(state.sessions, state.clock, state.limits.signature_interval_s, stop),
+                name="signature-verifier",
+                daemon=True,
+            )
+            verifier.start()
         try:
             yield
         finally:
             stop.set()
-            if worker is not None:
-                worker.join(timeout=10)
+            for thread in (worker, verifier):
+                if thread is not None:
+                    thread.join(timeout=10)
 
     app = FastAPI(
         title="Haolinju reference county platform",

@@ -32,6 +32,12 @@ class Limits:
     # Enrolment codes: default and longest validity.
     code_ttl: dt.timedelta = dt.timedelta(hours=24)
     code_max_ttl: dt.timedelta = dt.timedelta(days=7)
+    # Record signatures: "inline" checks each one on the request path (a forgery is rejected
+    # in the answer); "deferred" stores records whose hash and chain check out, and the
+    # background verifier (signature_check.py) checks signatures after, alerting on failures.
+    signatures: str = "inline"
+    # How often the deferred verifier looks for unchecked records (0: never; tests call it).
+    signature_interval_s: float = 1.0
 
 
 @dataclass

@@ -141,6 +141,9 @@ class Record(PlatformBase):
     signature: Mapped[str] = mapped_column(String(128))
     body: Mapped[str] = mapped_column(Text)  # canonical JSON of the chained fields
     received_at: Mapped[str] = mapped_column(String(40))
+    # The device signature: True verified, False forged (alerted), None not checked yet (the
+    # deferred verifier's queue). Rows from before the column were verified at ingest.
+    signature_ok: Mapped[bool | None] = mapped_column(Boolean, default=True, nullable=True)
 
 
 class CheckpointRow(PlatformBase):
