@@ -25,7 +25,7 @@ import numpy as np
 from bench.face_tools.attack_video import ATTACKS, write_attack_video
 from bench.face_tools.dataset import CLIP, find_face_data
 from kiosk.face.detect import detect_faces
-from kiosk.face.encode import encode_face_with_points
+from kiosk.face.encode import face_points_5
 from kiosk.face.parallax import ParallaxWindow
 from kiosk.face.pipeline import DEFAULT_DETECT_SCALE
 
@@ -63,7 +63,7 @@ def score_video(path: Path, step: int = 3) -> VideoScore:
         t = n / fps
         first_face = t if first_face is None else first_face
         faces += 1
-        _, points = encode_face_with_points(rgb, boxes[0])
+        points = face_points_5(rgb, boxes[0])
         score = window.add(points, t)
         if score is None:
             continue
