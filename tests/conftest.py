@@ -18,8 +18,9 @@ from kiosk.runtime.daemon import build_services
 from kiosk.runtime.services import KioskServices
 from models.db import Store
 from models.roster import apply_rows
+from tests.support import paths as paths_module
 from tests.support.config import BASE_CONFIG
-from tests.support.paths import REPO, face_data_or_skip  # noqa: F401  REPO: tests/systemd still imports it from here
+from tests.support.paths import FACE_DATA_MISSING, REPO, face_data_or_skip  # noqa: F401  REPO: tests/systemd still imports it from here
 from tests.support.roster import TZ, Clock, elder_row
 
 # Fixtures that start real services (uvicorn, PostgreSQL, pcscd, Chromium): a test using one is
@@ -33,6 +34,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Every skip for missing face photos is reported at one place, so `-ra` folds them into
+    one line saying where the photos come from (not one line per test)."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and FACE_DATA_MISSING in str(longrepr[2]):
+        report.longrepr = (paths_module.__file__, paths_module.SKIP_LINE, str(longrepr[2]))
 
 
 @pytest.fixture(scope="session")

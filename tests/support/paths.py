@@ -35,3 +35,7 @@ def face_data_or_skip() -> Path:
     if root is None:
         pytest.skip(FACE_DATA_MISSING)
     return root
+
+
+# Where every missing-photos skip is reported (tests/conftest.py folds them into one line).
+SKIP_LINE = face_data_or_skip.__code__.co_firstlineno + 5
