@@ -31,6 +31,7 @@ from numpy.typing import ArrayLike, NDArray
 from sqlalchemy import delete, func, select
 
 from kiosk.config import load_secret
+from kiosk.secret_files import SecretFileError, read_private_file
 from models.db import Store
 from models.tables import FaceTemplate
 
@@ -73,19 +74,22 @@ class FaceKey:
         if secret:
             return cls(_parse_key(secret, "KIOSK_FACE_KEY / face-key credential"), "credential")
         path = data_dir / KEY_FILE
-        if path.exists():
-            mode = path.stat().st_mode & 0o777
-            if mode & 0o077:
-                log.warning("%s is readable by others (mode %o); fixing to 0600", path, mode)
-                path.chmod(0o600)
-            return cls(_parse_key(path.read_text(encoding="ascii"), str(path)), str(path))
+        if path.exists() or path.is_symlink():
+            # Like every secret: never through a symlink, never readable by others (a key
+            # others could read is no protection for the templates: refused, not "fixed").
+            try:
+                text = read_private_file(path).decode("ascii", "replace")
+            except SecretFileError as exc:
+                raise FaceKeyError(str(exc)) from None
+            return cls(_parse_key(text, str(path)), str(path))
         if not create:
             raise FaceKeyError(f"no face key: set KIOSK_FACE_KEY or create {path}")
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         raw = secrets.token_bytes(32)
-        # O_EXCL: two processes starting at once cannot both write a different key.
+        # O_EXCL: two processes starting at once cannot both write a different key;
+        # O_NOFOLLOW: a link planted at the path is not written through.
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError:
             return cls.load(data_dir, create=False)
         with os.fdopen(fd, "w", encoding="ascii") as handle:

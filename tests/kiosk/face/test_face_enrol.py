@@ -245,3 +245,18 @@ def test_cli_enroll_identify_unenroll(tmp_path: Path, faces: Path) -> None:
 
     gone = runner.invoke(app, [*base, "unenroll", "E0001"])
     assert "deleted 1 face template(s) of E0001" in gone.output
+
+
+def test_an_unsafe_face_key_file_is_refused_not_fixed(tmp_path: Path) -> None:
+    data = new_data_dir(tmp_path / "data")
+    FaceKey.load(data)
+    key_file = data / "keys" / "face.key"
+    key_file.chmod(0o644)
+    with pytest.raises(FaceKeyError, match="mode 0644"):
+        FaceKey.load(data)
+    elsewhere = tmp_path / "attacker.key"
+    elsewhere.write_bytes(key_file.read_bytes())
+    key_file.unlink()
+    key_file.symlink_to(elsewhere)
+    with pytest.raises(FaceKeyError, match="symlink"):
+        FaceKey.load(data)
