@@ -39,8 +39,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import (
     ColumnElement,
+    Date,
+    String,
     and_,
     case,
+    cast,
     exists,
     func,
     literal,
@@ -48,6 +51,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.orm import Session, aliased
 
@@ -83,6 +87,7 @@ STATUS_LABELS = {
 CENT = Decimal("0.01")
 MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 AMOUNT_RE = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,2})?$")
+IN_CHUNK = 5000  # ids per IN (...): SQLite allows 32766 bound parameters
 MANUAL_LIKE = '%"method":"manual"%'  # bodies are canonical JSON (sorted keys, no spaces)
 
 
@@ -320,6 +325,7 @@ def _classified(first: dt.date, last: dt.date, periods: list[RatePeriod]) -> Any
             Record.slot,
             Record.service_date,
             Record.received_at,
+            Record.flags,
             Device.point_id,
             func.coalesce(same.name, home.c.name, "").label("elder_name"),
             func.coalesce(same.status, "").label("status"),
@@ -344,79 +350,80 @@ def _classified(first: dt.date, last: dt.date, periods: list[RatePeriod]) -> Any
         )
         .label("rn")
     )
-    return select(base, rank).subquery("ranked")
+    return select(base, rank)
 
 
 def compute(session: Session, month: str, point_ids: Iterable[str] | None = None) -> Settlement:
     """The settlement of an open month as the records stand now (scoped to `point_ids`;
-    duplicates are still judged county-wide)."""
+    duplicates are still judged county-wide).
+
+    One statement: the ranked records are a CTE referenced twice (materialised once by SQLite
+    and PostgreSQL), grouped into the subsidised lines and filtered to the exception records;
+    the manual check-ins' reasons come from their bodies, fetched by id for those alone."""
     first, last = month_bounds(month)
     periods = rate_periods(session, first, last)
-    ranked = _classified(first, last, periods)
+    ranked = _classified(first, last, periods).cte("ranked")
     scope = list(point_ids) if point_ids is not None else None
-
-    grouped = session.execute(
+    c = ranked.c
+    lines_part = (
         select(
-            ranked.c.point_id,
-            ranked.c.elder_id,
-            func.max(ranked.c.elder_name),
-            ranked.c.service,
-            ranked.c.slot,
-            ranked.c.period,
-            func.count(),
+            literal("L").label("part"), c.point_id, c.elder_id,
+            func.max(c.elder_name).label("elder_name"), c.service, c.slot, c.period,
+            func.count().label("n"), cast(null(), String).label("record_id"),
+            cast(null(), Date).label("service_date"), cast(null(), String).label("reason"),
+            cast(null(), String).label("status"), cast(null(), String).label("flags"),
         )
-        .where(ranked.c.reason.is_(None), ranked.c.rn == 1, _scope(scope, ranked.c.point_id))
-        .group_by(
-            ranked.c.point_id, ranked.c.elder_id, ranked.c.service, ranked.c.slot, ranked.c.period
-        )
-    ).all()
+        .where(c.reason.is_(None), c.rn == 1, _scope(scope, c.point_id))
+        .group_by(c.point_id, c.elder_id, c.service, c.slot, c.period)
+    )  # fmt: skip
+    exceptions_part = select(
+        literal("X"), c.point_id, c.elder_id, c.elder_name, c.service, c.slot, c.period,
+        literal(0), c.record_id, c.service_date, c.reason, c.status, c.flags,
+    ).where(or_(c.reason.is_not(None), c.rn > 1), _scope(scope, c.point_id))  # fmt: skip
+    rows = session.execute(union_all(lines_part, exceptions_part)).all()
+
     merged: dict[tuple[str, str, str, str, Decimal | None], list[Any]] = {}
     missing: set[tuple[str, str]] = set()
-    for point_id, elder_id, name, service, slot, period, count in grouped:
-        rate = periods[period].amount if period >= 0 else None
+    exc_rows = []
+    for row in rows:
+        if row.part != "L":
+            exc_rows.append(row)
+            continue
+        rate = periods[row.period].amount if row.period >= 0 else None
         if rate is None:
-            missing.add((service, slot))
-        key = (point_id, elder_id, service, slot, rate)
-        entry = merged.setdefault(key, [name or "", 0])
-        entry[1] += int(count)
+            missing.add((row.service, row.slot))
+        key = (row.point_id, row.elder_id, row.service, row.slot, rate)
+        entry = merged.setdefault(key, [row.elder_name or "", 0])
+        entry[1] += int(row.n)
     lines = [
         Line(p, e, name, s, sl, rate, n, (rate or Decimal("0.00")) * n)
         for (p, e, s, sl, rate), (name, n) in sorted(
             merged.items(), key=lambda kv: (kv[0][:4], kv[0][4] or Decimal(0))
         )
     ]
-
-    exc_rows = session.execute(
-        select(
-            ranked.c.record_id,
-            ranked.c.point_id,
-            ranked.c.elder_id,
-            ranked.c.elder_name,
-            ranked.c.service,
-            ranked.c.slot,
-            ranked.c.service_date,
-            ranked.c.reason,
-            ranked.c.status,
-            Record.body,
-        )
-        .join(Record, Record.record_id == ranked.c.record_id)
-        .where(or_(ranked.c.reason.is_not(None), ranked.c.rn > 1), _scope(scope, ranked.c.point_id))
-        .order_by(ranked.c.point_id, ranked.c.service_date, ranked.c.elder_id, ranked.c.record_id)
-    ).all()
-    exceptions = [_exception(row) for row in exc_rows]
+    manual_ids = [r.record_id for r in exc_rows if r.reason == "manual"]
+    bodies: dict[str, str] = {}
+    for start in range(0, len(manual_ids), IN_CHUNK):
+        chunk = manual_ids[start : start + IN_CHUNK]
+        found = session.execute(
+            select(Record.record_id, Record.body).where(Record.record_id.in_(chunk))
+        ).all()
+        bodies.update((rid, body) for rid, body in found)
+    exc_rows.sort(key=lambda r: (r.point_id, r.service_date, r.elder_id, r.record_id))
+    exceptions = [_exception(row, bodies.get(row.record_id)) for row in exc_rows]
     exceptions += _late(session, first, scope)
     return Settlement(month, first, last, lines, exceptions, missing_rates=sorted(missing))
 
 
-def _exception(row: Any) -> ExceptionItem:
-    body = json.loads(row.body)
+def _exception(row: Any, body_text: str | None) -> ExceptionItem:
     kind = row.reason or "duplicate"
     if kind == "manual":
+        body = json.loads(body_text or "{}")
         detail = (
             f"原因：{body.get('reason') or '未填'}；护理员：{body.get('caregiver_id') or '未知'}"
         )
     elif kind == "flagged":
-        detail = f"标记：{body.get('flags', '')}"
+        detail = f"标记：{row.flags}"
     elif kind == "ineligible":
         detail = f"名册状态：{STATUS_LABELS.get(row.status, row.status or '各点均非在册')}"
     elif kind == "not_on_roster":
