@@ -8,9 +8,9 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
@@ -101,7 +101,12 @@ async def sweep_now(request: Request, state: StateDep, who: auth.ConsoleAdmin) -
 
 
 @router.post("/console/alerts/{alert_id}/act")
-async def act(request: Request, alert_id: int, state: StateDep, who: auth.ConsoleUser) -> Response:
+async def act(
+    request: Request,
+    alert_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    state: StateDep,
+    who: auth.ConsoleUser,
+) -> Response:
     """Acknowledge, resolve or reopen an alert of the caller's scope (404 outside it); a
     resolution needs a note saying what was found."""
     form = await auth.checked_form(request, state)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import re
 import zoneinfo
 
 from fastapi import APIRouter, HTTPException, Request
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 SITE = zoneinfo.ZoneInfo("Asia/Shanghai")
 SERVICES = ("meal", "cleaning")
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 SLOTS = ("*", "breakfast", "lunch", "dinner", "day")
 
 
@@ -235,7 +237,10 @@ async def set_rate(request: Request, state: StateDep, who: auth.ConsoleAdmin) ->
             raise SettlementError("服务或餐次不对")
         amount = settlement.parse_amount(form.get("amount", ""))
         try:
-            since = dt.date.fromisoformat(form.get("effective_from", ""))
+            text = form.get("effective_from", "")
+            if not DATE_RE.match(text):
+                raise ValueError(text)
+            since = dt.date.fromisoformat(text)
         except ValueError:
             raise SettlementError("生效日期格式应为 YYYY-MM-DD") from None
         note = form.get("note", "")[:200]
