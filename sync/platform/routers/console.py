@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sync.platform.console import auth
+from sync.platform.console import auth, pages
 from sync.platform.console.pages import HERE, render
 from sync.platform.deps import Principal, StateDep
 from sync.platform.settlement import SERVICE_LABELS, SLOT_LABELS
@@ -201,11 +203,34 @@ async def _to_login(_request: Request, _exc: Exception) -> Response:
     return RedirectResponse("/login", status_code=303)
 
 
+HEADINGS = {400: "请求有误", 403: "没有权限", 404: "找不到", 409: "不能这样做", 413: "内容太大",
+            422: "填写有误"}  # fmt: skip
+
+
+def _console_path(path: str) -> bool:
+    return path in ("/", "/login", "/logout") or path.startswith("/console/")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """On console pages an error is a Chinese page that says what was wrong; the API keeps
+    FastAPI's JSON answer."""
+    assert isinstance(exc, StarletteHTTPException)
+    if not _console_path(request.url.path) or exc.status_code in (301, 302, 303, 307):
+        return await http_exception_handler(request, exc)
+    detail = exc.detail if isinstance(exc.detail, str) else "请求的内容不对"
+    page = pages.env.get_template("error.html").render(
+        who=None, status=exc.status_code, detail=detail,
+        heading=HEADINGS.get(exc.status_code, "出错了"), path=request.url.path,
+    )  # fmt: skip
+    return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
+
+
 def install(app: FastAPI) -> None:
     """Add the console's routers and its login redirect to the platform app."""
     from sync.platform.routers import console_alerts, console_roster, console_settlement
 
     app.add_exception_handler(auth.LoginRequiredError, _to_login)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(router)
     app.include_router(console_settlement.router)
     app.include_router(console_alerts.router)
