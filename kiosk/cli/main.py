@@ -22,6 +22,7 @@ from kiosk.cli.context import Context, context_of, default_data_dir
 from kiosk.cli.db import db_app
 from kiosk.cli.export import export_app
 from kiosk.cli.face import face_app
+from kiosk.cli.recover import recover_app
 from kiosk.cli.roster import roster_app
 from kiosk.cli.sync import sync_app
 
@@ -36,6 +37,7 @@ app.add_typer(caregiver_app, name="caregiver")
 app.add_typer(export_app, name="export")  # `kiosk export monthly`: the 公示 diner list
 app.add_typer(face_app)  # no group name: `kiosk enroll`, `kiosk identify`, `kiosk unenroll`
 app.add_typer(sync_app)  # no group name: `kiosk sync [--status]`
+app.add_typer(recover_app)  # no group name: `kiosk recover --from-platform`
 
 
 @app.callback()

@@ -8,15 +8,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from kiosk.cli.context import context_of
+
 out = Console()
 err = Console(stderr=True)
+recover_app = typer.Typer()
 
 
-def register(app: typer.Typer) -> None:
-    """Add the `recover` command to the kiosk CLI."""
-    app.command("recover")(recover_command)
-
-
+@recover_app.command("recover")
 def recover_command(
     ctx: typer.Context,
     from_platform: Annotated[
@@ -31,8 +30,6 @@ def recover_command(
     Stop the daemon first (systemctl stop kiosk); every restored record must continue this
     terminal's chain and carry its own signature, or nothing of that page is written."""
     from kiosk.checkin.rules import platform_verifier
-    from kiosk.config import load_secret
-    from kiosk.ops.storage import open_store
     from sync.client import PlatformClient, PlatformError
     from sync.recovery import recover_from_platform
     from sync.rollback import rollback_problem
@@ -41,15 +38,12 @@ def recover_command(
     if not from_platform:
         err.print("say where to recover from: kiosk recover --from-platform", style="red")
         raise typer.Exit(2)
-    context = ctx.obj
+    context = context_of(ctx)
     config = context.config()
     if not config.platform.url:
         err.print("no platform.url in config.yaml: nothing to recover from", style="red")
         raise typer.Exit(2)
-    token = load_secret("device-token")
-    if not token:
-        err.print("no device token (not provisioned): kiosk provision first", style="red")
-        raise typer.Exit(2)
+    token = _token()
     try:
         key = load_device_key(default_key_path(context.data_dir))
     except DeviceKeyError as exc:
@@ -59,7 +53,7 @@ def recover_command(
     if platform is None:
         err.print("platform.public_key is not set: the platform's answer cannot be checked",
                   style="yellow")  # fmt: skip
-    store = open_store(context.data_dir)
+    store = context.store()  # a damaged database: exit 2 with the way out, like every command
     try:
         with PlatformClient(config.platform.url, token) as client:
             result = recover_from_platform(
@@ -79,3 +73,19 @@ def recover_command(
         raise typer.Exit(1) from None
     finally:
         store.close()
+
+
+def _token() -> str:
+    """The device token, or exit 2 saying why there is none to use."""
+    from kiosk.config import load_secret
+    from kiosk.secret_files import SecretFileError
+
+    try:
+        token = load_secret("device-token")
+    except SecretFileError as exc:
+        err.print(str(exc), style="red")
+        raise typer.Exit(2) from None
+    if not token:
+        err.print("no device token (not provisioned): kiosk provision first", style="red")
+        raise typer.Exit(2)
+    return token
