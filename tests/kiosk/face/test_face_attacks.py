@@ -36,6 +36,7 @@ from tests.support.config import BASE_CONFIG
 from tests.support.roster import TZ, Clock, elder_row
 
 # Each test plays 30 s of video in real time, after writing it on first use.
+ATTEMPTS = 3  # the live clip: steps up to the camera at most three times
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 log = logging.getLogger(__name__)
 
@@ -161,15 +162,16 @@ def test_the_live_clip_checks_lin_in_with_default_liveness(
     of the agreement in time to check-in (logged; timings are not asserted).
 
     His face is usable for only ~4 s of the clip, and on this shared machine one play in
-    three measured ends without a head turn the check accepts (docs/face.md): he gets
-    "请刷卡" and, like an elder at the kiosk, may step up once more. So: checked in within
-    two attempts (each a fresh kiosk), and never anyone else."""
+    four measured under load ends without a head turn the check accepts (docs/face.md): he
+    gets "请刷卡" and, like an elder at the kiosk, may step up again. So: checked in within
+    three attempts (each a fresh kiosk), and never anyone else."""
     if not (face_data / CLIP).exists():
         pytest.skip(f"{CLIP} not found in {face_data}")
-    played = play(tmp_path / "first", face_data, face_data / CLIP, agree)
-    if not played.records:
-        log.warning("live clip (%s): first attempt refused: %s", agree, played.refusals)
-        played = play(tmp_path / "second", face_data, face_data / CLIP, agree)
+    for attempt in range(1, ATTEMPTS + 1):
+        played = play(tmp_path / f"attempt-{attempt}", face_data, face_data / CLIP, agree)
+        if played.records:
+            break
+        log.warning("live clip (%s): attempt %d refused: %s", agree, attempt, played.refusals)
     slow = played.encode_ms_p50 is not None and played.encode_ms_p50 > STARVED_MS
     if not played.records and slow:
         # His face is usable for ~4 s of the clip; at several times the design's frame time
