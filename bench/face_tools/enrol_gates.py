@@ -28,7 +28,7 @@ from bench.face_tools.dataset import find_face_data, load_samples
 from bench.face_tools.degraded import Degraded, build
 from kiosk.face.detect import FaceBox, detect_faces
 from kiosk.face.encode import encode_face, encode_face_with_points
-from kiosk.face.enrol import face_quality, fit_photo
+from kiosk.face.enrol import FaceQuality, fit_photo, judge_face, measure_face
 from kiosk.face.matcher import DEFAULT_MIN_MARGIN, DEFAULT_THRESHOLD, FaceMatcher, Match
 from kiosk.face.parallax import yaw_cues
 
@@ -87,6 +87,9 @@ class Measured:
     instability: float = float("inf")
     eye_ratio: float = float("inf")
     nose_offset: float = float("inf")
+    roll_deg: float = float("inf")
+    clipped: float = 1.0
+    quality: FaceQuality | None = None
     encoding: NDArray[np.float32] | None = None
 
 
@@ -100,10 +103,21 @@ class Gates:
     max_nose_offset: float = float("inf")
     min_brightness: float = 40.0
     max_brightness: float = 220.0
+    max_roll_deg: float = float("inf")
+    max_clipped: float = 1.0
+    kiosk: bool = False  # the Enroller's own gates (kiosk.face.enrol.judge_face)
 
     def accept(self, m: Measured) -> bool:
+        if self.kiosk:
+            return (
+                m.faces == 1
+                and m.quality is not None
+                and judge_face(m.quality, min_brightness=self.min_brightness) is None
+            )
         return (
             m.faces == 1
+            and m.roll_deg <= self.max_roll_deg
+            and m.clipped <= self.max_clipped
             and m.face_px >= self.min_face_px
             and m.sharpness >= self.min_sharpness
             and m.instability <= self.max_instability
@@ -121,8 +135,10 @@ def measure(item: Degraded) -> Measured:
         return m
     box = boxes[0]
     m.face_px = box.size
-    m.sharpness, m.brightness = face_quality(image, box)
     encoding, points = encode_face_with_points(image, box)
+    m.quality = measure_face(image, box, points)
+    m.sharpness, m.brightness = m.quality.sharpness, m.quality.brightness
+    m.roll_deg, m.clipped = m.quality.roll_deg, m.quality.clipped
     m.encoding = encoding
     m.instability = encoding_instability(image, box, encoding)
     m.eye_ratio, m.nose_offset = head_pose(points)
@@ -202,6 +218,22 @@ GATE_SETS = [
         max_eye_ratio=0.35,
         max_nose_offset=0.25,
     ),
+    Gates(
+        "face >= 64 px, roll <= 30°, clipped <= 0.25",
+        min_face_px=64,
+        max_roll_deg=30,
+        max_clipped=0.25,
+    ),
+    *(
+        Gates(
+            f"face >= 64 px, no sharpness floor, mean grey >= {b}", min_face_px=64, min_brightness=b
+        )
+        for b in (25, 30)
+    ),
+    *(
+        Gates(f"kiosk gates (judge_face), mean grey >= {b}", kiosk=True, min_brightness=b)
+        for b in (25, 30, 40)
+    ),
 ]
 
 
@@ -209,8 +241,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=Path, default=None)
     parser.add_argument("--variants", type=int, default=6)
+    parser.add_argument("--verbose", action="store_true", help="every photo's measures")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     faces = find_face_data(args.faces)
     if faces is None:
         raise SystemExit("face photos not found (../shared/faces or $KIOSK_FACE_DATA)")
@@ -224,6 +257,12 @@ def main() -> None:
         len(measured), len(inst), *np.percentile(inst, [10, 50, 90]),
         sum(m.sharpness < 80 for m in measured if m.faces == 1),
     )  # fmt: skip
+    for m in measured:
+        verdict = judge_face(m.quality) if m.quality is not None else None
+        log.debug(
+            "%s %s: faces %d, %s -> %s", m.item.source, m.item.recipe, m.faces,
+            m.quality.as_detail() if m.quality else "-", verdict.reason if verdict else "ok",
+        )  # fmt: skip
     lines = [
         "| gates | failed to enrol (of 5) | variants accepted | FR / genuine probes | "
         "FA / impostor trials |",

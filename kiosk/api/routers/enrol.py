@@ -43,6 +43,7 @@ HINTS = {  # what the preview says, shortly, for each photo gate
     EnrolRefusal.BLURRED: "画面模糊，请别动，或擦一擦镜头",
     EnrolRefusal.TOO_DARK: "太暗了，请开灯或换个亮处",
     EnrolRefusal.TOO_BRIGHT: "太亮了，请避开强光",
+    EnrolRefusal.POSE: "请老人正对摄像头，头摆正",
 }
 _enroller_lock = threading.Lock()
 _quality_lock = threading.Lock()

@@ -159,20 +159,30 @@ def test_enrol_from_the_camera_with_consent(
     assert images == []
 
 
-def test_quality_hints_for_small_and_blurred_faces(
+def test_quality_hints_for_small_dark_and_blurred_faces(
     client: TestClient, services: KioskServices, photo: np.ndarray
 ) -> None:
     signed_in(client)
     small = np.full((480, 640, 3), 128, np.uint8)
-    face = cv2.resize(photo, None, fx=0.25, fy=0.25)
+    face = cv2.resize(photo, None, fx=0.12, fy=0.12)
     small[: face.shape[0], : face.shape[1]] = face
     services.camera = StillCamera(small)
     assert client.get("/api/enrol/quality").json()["state"] in ("face_too_small", "no_face")
-    services.camera = StillCamera(cv2.GaussianBlur(photo, (0, 0), 4))
+    services.camera = StillCamera(np.zeros((480, 640, 3), np.uint8))  # lens covered
+    assert client.get("/api/enrol/quality").json()["state"] == "no_face"
+    services.camera = StillCamera(np.asarray(photo * 0.15, dtype=np.uint8))
     assert client.get("/api/enrol/quality").json() == {
-        "state": "blurred",
-        "hint": "画面模糊，请别动，或擦一擦镜头",
+        "state": "too_dark",
+        "hint": "太暗了，请开灯或换个亮处",
     }
+    # a soft picture (sharpness under the old floor of 80) is fine now; hopeless blur is not
+    services.camera = StillCamera(cv2.GaussianBlur(photo, (0, 0), 3))
+    assert client.get("/api/enrol/quality").json()["state"] == "ok"
+    services.camera = StillCamera(cv2.GaussianBlur(photo, (0, 0), 12))
+    assert client.get("/api/enrol/quality").json() in (
+        {"state": "blurred", "hint": "画面模糊，请别动，或擦一擦镜头"},
+        {"state": "no_face", "hint": "请老人正对摄像头"},
+    )
 
 
 def test_no_camera_says_so(client: TestClient) -> None:
