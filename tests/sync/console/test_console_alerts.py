@@ -51,7 +51,9 @@ def test_rows_deleted_on_the_platform_become_a_hole_alert_with_a_trail(county: C
     op_b = console_for(county, county.op_b.token)
     try:
         page = op_a.get("/console/alerts").text
-        [hole] = [i for i in alert_ids(page, t.device_id) if "检查点以下记录缺失" in alert_rows(page)[i]]
+        [hole] = [
+            i for i in alert_ids(page, t.device_id) if "检查点以下记录缺失" in alert_rows(page)[i]
+        ]
         row = alert_rows(page)[hole]
         assert '"missing_seqs": [\n  5,\n  6\n ]' in row or "5,\n  6" in row, row
         assert "待处理" in row

@@ -72,8 +72,9 @@ def seed(county: County) -> dict[str, str]:
     records.append(t1.record(dt.date(2026, 10, 27), ids[5], flags="face_mismatch"))
     records.append(t1.record(dt.date(2026, 10, 27), ids[7]))
     t1.upload(records)
-    t2.upload([t2.record(dt.date(2026, 10, 5), f"W{a2[3:]}-1"),
-               t2.record(dt.date(2026, 10, 5), ids[0])])  # fmt: skip  (roaming: a duplicate)
+    t2.upload(
+        [t2.record(dt.date(2026, 10, 5), f"W{a2[3:]}-1"), t2.record(dt.date(2026, 10, 5), ids[0])]
+    )  # fmt: skip  (roaming: a duplicate)
     t2.upload([t2.record(dt.date(2026, 10, 6 + i), f"W{a2[3:]}-1") for i in range(6)])
     t2.checkpoint()
     tb.upload([tb.record(dt.date(2026, 10, 9), f"H{b1[3:]}-1")])
