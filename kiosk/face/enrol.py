@@ -51,6 +51,12 @@ MAX_CLIPPED = 0.25  # fraction of face pixels at <= 8 or >= 247 grey: detail los
 MAX_ROLL_DEG = 30.0  # eyes level: dlib aligns roll away up to ~30° (drift 0.03-0.06), at 40° not
 MAX_NOSE_OFFSET = 0.25  # nose between the eyes (0.5 would be under one eye)
 MAX_TEMPLATES = 5
+# Live-camera enrolment keeps the best few frames that differ from each other: several views
+# of the same visit (a little turn, another expression) cover what one frame misses. Frames
+# closer than MIN_SPREAD add nothing (the same picture twice); on the Hamilton clip frames 0.2 s
+# apart differ by 0.25-0.48, a still elder's by far less.
+SESSION_KEEP = 3
+MIN_SPREAD = 0.08
 
 
 class EnrolRefusal(StrEnum):
@@ -95,6 +101,69 @@ class EnrolRefused:
 EnrolResult = Enrolled | EnrolRefused
 
 
+@dataclass(frozen=True)
+class SessionEnrolled:
+    """Several templates from one live-camera session."""
+
+    elder_id: str
+    kept: list[Enrolled]
+    frames: int  # frames looked at
+    usable: int  # frames that passed the photo gates
+
+    @property
+    def templates(self) -> int:
+        return self.kept[-1].templates
+
+    @property
+    def message(self) -> str:
+        return (
+            f"已登记 {self.elder_id} 的人脸：从{self.frames}帧中留下{len(self.kept)}张"
+            f"（现共{self.templates}张）"
+        )
+
+
+SessionResult = SessionEnrolled | EnrolRefused
+
+
+@dataclass(frozen=True)
+class FrameCandidate:
+    """A frame that passed the photo gates, encoded."""
+
+    encoding: NDArray[np.float32]
+    quality: FaceQuality
+    index: int  # position in the session
+
+    @property
+    def score(self) -> float:
+        """Bigger, sharper, more frontal is better; each term saturates where the measured
+        benefit stops (faces over ~120 px, sharpness over ~100, docs/face.md)."""
+        q = self.quality
+        return (
+            min(q.face_px, 120) / 120
+            + min(q.sharpness, 100.0) / 100
+            - q.nose_offset / MAX_NOSE_OFFSET * 0.5
+            - q.roll_deg / MAX_ROLL_DEG * 0.25
+        )
+
+
+def pick_distinct(
+    candidates: list[FrameCandidate], keep: int, min_spread: float, same_person: float
+) -> list[FrameCandidate]:
+    """The best `keep` candidates, greedily by score, each at least `min_spread` from those
+    already kept and within `same_person` of the best one (a passer-by who stepped into a
+    frame is not the elder)."""
+    ranked = sorted(candidates, key=lambda c: c.score, reverse=True)
+    kept: list[FrameCandidate] = []
+    for c in ranked:
+        if len(kept) >= keep:
+            break
+        if kept and float(np.linalg.norm(c.encoding - kept[0].encoding)) > same_person:
+            continue
+        if all(float(np.linalg.norm(c.encoding - k.encoding)) >= min_spread for k in kept):
+            kept.append(c)
+    return kept
+
+
 def load_image(path: Path) -> NDArray[np.uint8] | None:
     """RGB, or None when the file is not a readable image."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -118,12 +187,6 @@ def _face_grey(image_rgb: NDArray[np.uint8], box: FaceBox) -> NDArray[np.uint8]:
         cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), (128, 128), interpolation=cv2.INTER_AREA
     )
     return np.asarray(grey, dtype=np.uint8)
-
-
-def face_quality(image_rgb: NDArray[np.uint8], box: FaceBox) -> tuple[float, float]:
-    """(sharpness, brightness) of the face: variance of the Laplacian and mean grey."""
-    grey = _face_grey(image_rgb, box)
-    return float(cv2.Laplacian(grey, cv2.CV_64F).var()), float(grey.mean())
 
 
 @dataclass(frozen=True)
@@ -237,6 +300,61 @@ class Enroller:
         except _Refuse as refusal:
             return EnrolRefused("", refusal.reason, refusal.message, refusal.detail)
         return None
+
+    def enrol_frames(
+        self,
+        elder_id: str,
+        frames: list[NDArray[np.uint8]],
+        consent_ref: str,
+        now: dt.datetime,
+        source: str = "camera",
+        keep: int = SESSION_KEEP,
+        min_spread: float = MIN_SPREAD,
+    ) -> SessionResult:
+        """Enrol from several camera frames of one session (RGB): every frame through the
+        photo gates, the best `keep` distinct ones kept (at most up to MAX_TEMPLATES). Any kept
+        frame within the duplicate distance of ANOTHER elder refuses the whole session."""
+        try:
+            existing = self._check_request(elder_id, consent_ref)
+            candidates: list[FrameCandidate] = []
+            refusals: dict[EnrolRefusal, list[_Refuse]] = {}
+            for index, frame in enumerate(frames):
+                image = fit_photo(frame)
+                try:
+                    box, _ = self._check_photo(image)
+                except _Refuse as refusal:
+                    refusals.setdefault(refusal.reason, []).append(refusal)
+                    continue
+                encoding, points = encode_face_with_points(image, box)
+                candidates.append(FrameCandidate(encoding, measure_face(image, box, points), index))
+            if not candidates:
+                if not refusals:
+                    raise _Refuse(EnrolRefusal.UNREADABLE, "摄像头没有画面")
+                # the commonest cause is the most useful hint for the caregiver
+                raise max(refusals.values(), key=len)[0]
+            room = MAX_TEMPLATES - existing
+            kept = pick_distinct(candidates, min(keep, room), min_spread, self.duplicate_distance)
+            for c in kept:
+                self._check_duplicate(elder_id, c.encoding)
+        except _Refuse as refusal:
+            return EnrolRefused(elder_id, refusal.reason, refusal.message, refusal.detail)
+        enrolled = []
+        for n, c in enumerate(kept, start=1):
+            template_id = self.templates.add(
+                elder_id,
+                c.encoding,
+                quality=c.quality.sharpness,
+                face_px=c.quality.face_px,
+                consent_ref=consent_ref.strip(),
+                at=now,
+                source=source,
+            )
+            enrolled.append(
+                Enrolled(
+                    elder_id, template_id, c.quality.face_px, c.quality.sharpness, existing + n
+                )
+            )
+        return SessionEnrolled(elder_id, enrolled, len(frames), len(candidates))
 
     def _check_request(self, elder_id: str, consent_ref: str) -> int:
         """Consent, roster, template count; returns the elder's template count."""

@@ -3,7 +3,9 @@
 GET  /enrol?q=&elder_id=&mode=face|card   choose an elder (search like manual check-in), then
                                           enrol a face or bind a card
 GET  /api/enrol/quality                   the enrolment photo gates on the newest frame: a hint
-POST /api/enrol                           elder_id, consent=yes, consent_ref -> typed result
+POST /api/enrol                           elder_id, consent=yes, consent_ref -> typed result;
+                                          watches the camera for CAPTURE_SECONDS and keeps the
+                                          best SESSION_KEEP distinct frames (kiosk.face.enrol)
 
 The page's live preview is camera.py (/api/camera/snapshot.jpg); its card mode talks to
 card_binding.py (/api/card-binding).
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import cv2
@@ -24,7 +27,7 @@ from numpy.typing import NDArray
 from kiosk.api.deps import ServicesDep
 from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
 from kiosk.api.routers.elders import groups, pick_elders
-from kiosk.face.enrol import Enrolled, Enroller, EnrolRefusal
+from kiosk.face.enrol import Enroller, EnrolRefusal, SessionEnrolled
 from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.masking import mask_id_number
 from models.tables import AuditEvent, Elder
@@ -45,6 +48,12 @@ HINTS = {  # what the preview says, shortly, for each photo gate
     EnrolRefusal.TOO_BRIGHT: "太亮了，请避开强光",
     EnrolRefusal.POSE: "请老人正对摄像头，头摆正",
 }
+# A live session: a few seconds of the elder in front of the camera, a frame every 0.3 s (the
+# elder moves a little between them, which gives distinct templates); the gates and the
+# encoding then take ~0.15 s a frame on the reference machine.
+CAPTURE_SECONDS = 3.0
+CAPTURE_INTERVAL_S = 0.3
+CAPTURE_FRAMES = 10
 _enroller_lock = threading.Lock()
 _quality_lock = threading.Lock()
 
@@ -71,6 +80,26 @@ def _frame_rgb(services: KioskServices) -> NDArray[np.uint8] | None:
     if latest is None:
         return None
     return np.asarray(cv2.cvtColor(latest[0], cv2.COLOR_BGR2RGB), dtype=np.uint8)
+
+
+def _capture_frames(services: KioskServices) -> list[NDArray[np.uint8]]:
+    """Distinct camera frames (RGB) over CAPTURE_SECONDS: a frame is taken only when the
+    camera has a newer one than the last taken (a frozen camera gives one frame)."""
+    camera = services.camera
+    if camera is None:
+        return []
+    frames: list[NDArray[np.uint8]] = []
+    last_seq = -1
+    deadline = time.monotonic() + CAPTURE_SECONDS
+    while len(frames) < CAPTURE_FRAMES:
+        latest = camera.latest()
+        if latest is not None and latest[1] != last_seq:
+            last_seq = latest[1]
+            frames.append(np.asarray(cv2.cvtColor(latest[0], cv2.COLOR_BGR2RGB), dtype=np.uint8))
+        if time.monotonic() + CAPTURE_INTERVAL_S > deadline:
+            break
+        time.sleep(CAPTURE_INTERVAL_S)  # the sampling interval of the session, not a wait
+    return frames
 
 
 def _elder(services: KioskServices, elder_id: str) -> dict[str, Any] | None:
@@ -157,27 +186,37 @@ def enrol_face(
             },
             status_code=422,
         )
-    image = _frame_rgb(services)
-    if image is None:
+    if services.camera is None or services.camera.latest() is None:
         raise HTTPException(503, "摄像头没有画面，不能登记")
     try:
         enroller = _enroller(request)
     except (FaceKeyError, OSError) as exc:
         raise HTTPException(503, f"人脸密钥有问题，请联系技术员：{exc}") from None
+    if not elder_id or not form.get("consent_ref", "").strip():  # refused before watching
+        frames: list[NDArray[np.uint8]] = []
+    else:
+        frames = _capture_frames(services)
     now = services.now()
-    result = enroller.enrol(elder_id, image, form.get("consent_ref", ""), now, source="screen")
-    del image  # nothing of the picture is kept
+    result = enroller.enrol_frames(
+        elder_id, frames, form.get("consent_ref", ""), now, source="screen"
+    )
+    del frames  # nothing of the pictures is kept
     detail: dict[str, Any] = {"elder": elder_id, "caregiver": caregiver.caregiver_id}
-    if isinstance(result, Enrolled):
+    if isinstance(result, SessionEnrolled):
+        best = result.kept[0]
         body = {
             "outcome": "enrolled",
             "message": result.message,
             "templates": result.templates,
-            "face_px": result.face_px,
-            "sharpness": round(result.sharpness),
+            "kept": len(result.kept),
+            "frames": result.frames,
+            "face_px": best.face_px,
+            "sharpness": round(best.sharpness),
         }
         kind = "face_enrolled"
-        detail["template"] = result.template_id
+        detail["template"] = best.template_id
+        detail["templates"] = [e.template_id for e in result.kept]
+        detail["frames"], detail["usable"] = result.frames, result.usable
     else:
         body = {"outcome": "refused", "reason": str(result.reason), "message": result.message}
         kind = "face_enrol_refused"

@@ -324,3 +324,51 @@ def test_an_unsafe_face_key_file_is_refused_not_fixed(tmp_path: Path) -> None:
     key_file.symlink_to(elsewhere)
     with pytest.raises(FaceKeyError, match="symlink"):
         FaceKey.load(data)
+
+
+# ------------------------------------------------------------------ live sessions (several frames)
+
+
+def test_a_session_keeps_distinct_frames_only(enroller: Enroller, faces: Path) -> None:
+    from kiosk.face.enrol import SessionEnrolled
+
+    image = lin(faces)
+    result = enroller.enrol_frames("E0006", [image] * 4, "c-1", NOW)
+    assert isinstance(result, SessionEnrolled), result
+    assert len(result.kept) == 1 and result.frames == 4 and result.usable == 4  # one picture
+    assert "从4帧中留下1张" in result.message
+
+
+def test_a_session_refuses_with_the_commonest_reason_and_guards_duplicates(
+    enroller: Enroller, faces: Path
+) -> None:
+    image = lin(faces)
+    dark = np.asarray(image * 0.2, dtype=np.uint8)
+    black = np.zeros_like(image)
+    result = enroller.enrol_frames("E0006", [dark, black, dark], "c-1", NOW)
+    refused(result, EnrolRefusal.TOO_DARK)
+    refused(enroller.enrol_frames("E0006", [], "c-1", NOW), EnrolRefusal.UNREADABLE)
+    obama = load_image(faces / "test/obama1.jpg")  # enrolled as E0001
+    assert obama is not None
+    result = enroller.enrol_frames("E0006", [obama, image], "c-1", NOW)
+    # Lin's frame scores best; Obama's is not the same person and is dropped, not enrolled
+    # under E0006; with Obama alone the session is refused as a duplicate of E0001.
+    assert not isinstance(result, EnrolRefused) and len(result.kept) == 1
+    refused(enroller.enrol_frames("E0007", [obama], "c-1", NOW), EnrolRefusal.DUPLICATE)
+
+
+def test_pick_distinct_is_greedy_by_score_with_spread_and_identity() -> None:
+    from kiosk.face.enrol import FaceQuality, FrameCandidate, pick_distinct
+
+    def cand(x: float, px: int, index: int) -> FrameCandidate:
+        enc = np.zeros(128, np.float32)
+        enc[0] = x
+        return FrameCandidate(enc, FaceQuality(px, 100.0, 120.0, 0.0, 0.0, 0.0), index)
+
+    best, near_best, other_view, third, stranger = (
+        cand(0.0, 120, 0), cand(0.03, 119, 1), cand(0.2, 110, 2), cand(0.4, 100, 3),
+        cand(0.9, 118, 4),
+    )  # fmt: skip
+    kept = pick_distinct([third, stranger, near_best, best, other_view], 3, 0.08, 0.53)
+    assert [c.index for c in kept] == [0, 2, 3]  # near_best too close; stranger too far
+    assert [c.index for c in pick_distinct([best, other_view, third], 2, 0.08, 0.53)] == [0, 2]

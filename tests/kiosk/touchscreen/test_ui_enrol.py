@@ -127,8 +127,11 @@ def photo(face_data: Path) -> np.ndarray:
 
 
 def test_enrol_from_the_camera_with_consent(
-    client: TestClient, services: KioskServices, photo: np.ndarray
+    client: TestClient, services: KioskServices, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # a still camera gives one frame however long the session watches (the live clip:
+    # test_ui_enrol_live.py)
+    monkeypatch.setattr("kiosk.api.routers.enrol.CAPTURE_SECONDS", 0.5)
     services.camera = StillCamera(photo)
     token = signed_in(client)
     page = client.get("/enrol?elder_id=E0001&mode=face").text
@@ -143,6 +146,7 @@ def test_enrol_from_the_camera_with_consent(
     assert client.post("/api/enrol", data={**form, "consent": "yes", "csrf": ""}).status_code == 403
     body = client.post("/api/enrol", data={**form, "consent": "yes"}).json()
     assert body["outcome"] == "enrolled" and body["templates"] == 1, body
+    assert body["kept"] == 1 and body["frames"] == 1  # the same frame is not kept twice
     # the same face for another elder: the typed refusal comes back
     body = client.post("/api/enrol", data={**form, "consent": "yes", "elder_id": "E0002"}).json()
     assert body == {
