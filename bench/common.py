@@ -202,7 +202,10 @@ class Platform:
 
 
 @contextlib.contextmanager
-def platform(workdir: Path, name: str = "platform") -> Any:
+def platform(
+    workdir: Path, name: str = "platform", db_url: str | None = None, extra: tuple[str, ...] = ()
+) -> Any:
+    """The platform on SQLite in `workdir`, or on `db_url` (PostgreSQL); `extra` serve flags."""
     import httpx
 
     port = free_port()
@@ -216,9 +219,9 @@ def platform(workdir: Path, name: str = "platform") -> Any:
     token_file.write_text(ADMIN_TOKEN + "\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "sync.platform", "serve",
-         "--db", f"sqlite:///{folder / 'platform.db'}",
+         "--db", db_url or f"sqlite:///{folder / 'platform.db'}",
          "--port", str(port), "--key", str(folder / "platform.key"),
-         "--admin-token-file", str(token_file), "--log-level", "WARNING"],
+         "--admin-token-file", str(token_file), "--log-level", "WARNING", *extra],
         cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=log_file,
     )  # fmt: skip
     log_file.close()

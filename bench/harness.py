@@ -345,6 +345,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("idle", "CPU with the camera on", "bench.idle"),
     Benchmark("upload", "offline backlog -> platform", "bench.upload"),
     Benchmark("ingest", "platform ingest, many kiosks", "bench.ingest"),
+    Benchmark("settle", "monthly settlement at province scale", "bench.settle_scale"),
     Benchmark("coldstart", "cold start and resident memory", "bench.coldstart"),
 )
 NAMES = tuple(b.name for b in BENCHMARKS)

@@ -18,7 +18,7 @@ from tests.support.pcsc import PCSC_GROUP
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(PCSC_GROUP)]
 
 ROW_KEYS = {"bench", "metric", "ours", "unit", "baseline", "ratio", "budget", "verdict", "n"}
-BENCHMARKS = {"card", "face", "match", "idle", "upload", "ingest", "coldstart"}
+BENCHMARKS = {"card", "face", "match", "idle", "upload", "ingest", "settle", "coldstart"}
 
 
 @pytest.mark.timeout(900)
