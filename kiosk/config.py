@@ -224,6 +224,9 @@ class FaceConfig(Strict):
     # the same elder (1 and 1: every frame decides on its own).
     agree_frames: int = Field(default=2, ge=1, le=10)
     agree_window: int = Field(default=3, ge=1, le=10)
+    # Templates that follow ageing: keep a confident, live-checked check-in frame as a new
+    # template (kiosk/face/templates.py `adapt`; reversible with `kiosk face revert`).
+    learn_templates: bool = True
     card_evidence: Literal["off", "evidence", "require"] = "evidence"
     rearm_after_s: float = Field(default=10.0, ge=1.0, le=3600.0)
 

@@ -145,3 +145,65 @@ def unenroll(
     finally:
         store.close()
     typer.echo(f"deleted {deleted} face template(s) of {elder_id}")
+
+
+# `kiosk face templates|revert`: the templates learned at check-in (templates that follow
+# ageing), listed and undone by the technician.
+templates_app = typer.Typer(help="Face templates of one elder: list, revert learned ones.")
+face_app.add_typer(templates_app, name="face")
+
+
+def _parse_when(text: str, tz: dt.tzinfo) -> dt.datetime:
+    """An ISO date or date-time; naive values are in the site's zone."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a date-time like 2026-12-01 or 2026-12-01T08:30"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=tz)
+
+
+@templates_app.command("templates")
+def list_templates(
+    ctx: typer.Context,
+    elder: Annotated[str, typer.Option("--elder", help="the elder's roster id")],
+) -> None:
+    """Every template of the elder, enrolled and learned, active and retired (no face data)."""
+    _config, store, templates = _open(ctx)
+    try:
+        rows = templates.history(elder)
+    finally:
+        store.close()
+    if not rows:
+        typer.echo(f"{elder}: no face templates")
+        return
+    for r in rows:
+        state = "active" if r.active else "retired"
+        typer.echo(
+            f"{r.id:>6}  {r.enrolled_at.isoformat(timespec='seconds')}  {r.source:<6}  "
+            f"{state:<7}  {r.consent_ref}"
+        )
+
+
+@templates_app.command("revert")
+def revert_templates(
+    ctx: typer.Context,
+    elder: Annotated[str, typer.Option("--elder", help="the elder's roster id")],
+    to: Annotated[
+        str, typer.Option("--to", help="undo learned-template changes after this time (ISO)")
+    ],
+) -> None:
+    """Undo the templates learned at check-in after --to: learned ones deleted, the ones they
+    retired restored; recorded in the audit log."""
+    config, store, templates = _open(ctx)
+    tz = config.site.tz
+    try:
+        when = _parse_when(to, tz)
+        result = templates.revert(elder, when, dt.datetime.now(tz), who="cli")
+    finally:
+        store.close()
+    typer.echo(
+        f"{elder}: removed {len(result.removed)} learned template(s) {result.removed}, "
+        f"restored {len(result.restored)} {result.restored}"
+    )

@@ -18,22 +18,24 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from numpy.typing import ArrayLike, NDArray
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from kiosk.config import load_secret
 from kiosk.secret_files import SecretFileError, read_private_file
 from models.db import Store
-from models.tables import FaceTemplate
+from models.tables import AuditEvent, FaceTemplate
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,24 @@ ENCODING_DIM = 128
 KEY_FILE = Path("keys") / "face.key"
 SECRET_NAME = "face-key"
 NONCE_BYTES = 12
+
+# Templates that follow ageing (issue 15, point 5). After a confident, live-checked face
+# check-in the worker may keep the frame's encoding as a new template of that elder: only when
+# it is far under the threshold (it is the elder) yet not close to any stored template (it
+# adds a view the elder's templates lack), with a large margin to every other elder, at most
+# once a day per elder, and at most ADAPT_CAP such templates per elder (the oldest is retired).
+# Enrolled templates (consent, caregiver present) are never retired by this: they anchor the
+# identity, so the learned ones cannot walk it off towards somebody else. Retired rows stay,
+# inactive, so every change can be reverted (`kiosk face revert`); consent withdrawal
+# (delete_elder) deletes them with the rest.
+ADAPT_SOURCE = "adapt"
+RETIRED_PREFIX = "retired:"
+ADAPT_CAP = 3
+ADAPT_MIN_NOVELTY = 0.15  # distance to the elder's nearest template: at least this...
+ADAPT_MAX_DISTANCE = 0.30  # ...and at most this (threshold 0.45; genuine photos 0.07-0.44)
+ADAPT_MIN_MARGIN = 0.25  # runner-up elder at least this much farther (impostors >= 0.61)
+ADAPT_MIN_INTERVAL = dt.timedelta(hours=20)  # once a day per elder
+ADAPT_WHO = "face_worker"
 
 
 class FaceKeyError(Exception):
@@ -177,29 +197,35 @@ class TemplateStore:
             return row.id
 
     def all(self) -> list[StoredTemplate]:
+        """The active templates (retired ones are kept only for `revert`)."""
         with self.store.read() as session:
-            rows = list(session.scalars(select(FaceTemplate).order_by(FaceTemplate.id)))
+            rows = list(session.scalars(_active(select(FaceTemplate)).order_by(FaceTemplate.id)))
         return self._decode(rows)
 
     def for_elder(self, elder_id: str) -> list[StoredTemplate]:
         with self.store.read() as session:
             rows = list(
-                session.scalars(select(FaceTemplate).where(FaceTemplate.elder_id == elder_id))
+                session.scalars(
+                    _active(select(FaceTemplate)).where(FaceTemplate.elder_id == elder_id)
+                )
             )
         return self._decode(rows)
 
     def count(self, elder_id: str | None = None) -> int:
-        query = select(func.count()).select_from(FaceTemplate)
+        query = _active(select(func.count()).select_from(FaceTemplate))
         if elder_id is not None:
             query = query.where(FaceTemplate.elder_id == elder_id)
         with self.store.read() as session:
             return int(session.scalar(query) or 0)
 
     def fingerprint(self) -> tuple[int, int]:
-        """Changes whenever a template is added or deleted (ids are never reused)."""
+        """Changes whenever a template is added, deleted, retired or restored (ids are never
+        reused)."""
         with self.store.read() as session:
             count, total = session.execute(
-                select(func.count(FaceTemplate.id), func.coalesce(func.sum(FaceTemplate.id), 0))
+                _active(
+                    select(func.count(FaceTemplate.id), func.coalesce(func.sum(FaceTemplate.id), 0))
+                )
             ).one()
         return int(count), int(total)
 
@@ -209,3 +235,178 @@ class TemplateStore:
             result = session.execute(delete(FaceTemplate).where(FaceTemplate.elder_id == elder_id))
             # Session.execute is typed as returning Result; for a DELETE it is a CursorResult.
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    # -- templates that follow ageing --------------------------------------------------------
+    def adapt(
+        self,
+        elder_id: str,
+        encoding: ArrayLike,
+        *,
+        distance: float,
+        margin: float,
+        at: dt.datetime,
+    ) -> Adapted | None:
+        """Keep `encoding` (a live-checked face check-in of `elder_id`, at `distance` from the
+        elder's nearest template and `margin` to any other elder) as a new template if the
+        rules above allow it; retire the elder's oldest learned template beyond ADAPT_CAP.
+        Recorded in audit_event (`face_template_adapted`), in the same transaction."""
+        if not ADAPT_MIN_NOVELTY <= distance <= ADAPT_MAX_DISTANCE or margin < ADAPT_MIN_MARGIN:
+            return None
+        vector = np.asarray(encoding, dtype=np.float32)
+        with self.store.write() as session:
+            rows = list(
+                session.scalars(
+                    _active(select(FaceTemplate))
+                    .where(FaceTemplate.elder_id == elder_id)
+                    .order_by(FaceTemplate.enrolled_at, FaceTemplate.id)
+                )
+            )
+            if not rows:
+                return None
+            self._check_key(rows)
+            stored = [decrypt(self.key, elder_id, r.encoding) for r in rows]
+            # The caller's distance is to the matcher's copy; re-check against the store.
+            nearest = min(float(np.linalg.norm(e - vector)) for e in stored)
+            if nearest < ADAPT_MIN_NOVELTY or nearest > ADAPT_MAX_DISTANCE:
+                return None
+            learned = [r for r in rows if r.source == ADAPT_SOURCE]
+            if learned and at - _aware(learned[-1].enrolled_at, at) < ADAPT_MIN_INTERVAL:
+                return None
+            retired = learned[: max(0, len(learned) + 1 - ADAPT_CAP)]
+            for r in retired:
+                r.source = RETIRED_PREFIX + r.source
+            row = FaceTemplate(
+                elder_id=elder_id,
+                encoding=encrypt(self.key, elder_id, vector),
+                key_id=self.key.key_id,
+                quality=0.0,  # a camera frame of a check-in: no enrolment photo measures
+                face_px=0,
+                source=ADAPT_SOURCE,
+                enrolled_at=at,
+                consent_ref=rows[0].consent_ref,  # the consent that covers the elder's face
+            )
+            session.add(row)
+            session.flush()
+            result = Adapted(elder_id, row.id, [r.id for r in retired], nearest, margin)
+            session.add(
+                AuditEvent(
+                    at=at,
+                    kind="face_template_adapted",
+                    detail=json.dumps(
+                        {
+                            "who": ADAPT_WHO,
+                            "elder": elder_id,
+                            "distance": round(nearest, 4),
+                            "margin": round(margin, 4),
+                            "added": row.id,
+                            "retired": result.retired,
+                        }
+                    ),
+                )
+            )
+        log.info(
+            "face template %d learned for %s (distance %.3f, margin %.3f); retired %s",
+            result.template_id, elder_id, nearest, margin, result.retired or "none",
+        )  # fmt: skip
+        return result
+
+    def history(self, elder_id: str) -> list[TemplateRow]:
+        """Every template row of the elder, active and retired, oldest first (no encodings)."""
+        with self.store.read() as session:
+            rows = session.scalars(
+                select(FaceTemplate)
+                .where(FaceTemplate.elder_id == elder_id)
+                .order_by(FaceTemplate.enrolled_at, FaceTemplate.id)
+            )
+            return [
+                TemplateRow(
+                    r.id,
+                    r.source.removeprefix(RETIRED_PREFIX),
+                    not r.source.startswith(RETIRED_PREFIX),
+                    r.enrolled_at,
+                    r.consent_ref,
+                )
+                for r in rows
+            ]
+
+    def revert(self, elder_id: str, to: dt.datetime, at: dt.datetime, who: str) -> Reverted:
+        """Undo every learned-template change of the elder after `to`, newest first: learned
+        templates deleted, the templates they retired restored. Recorded in audit_event."""
+        removed: list[int] = []
+        restored: list[int] = []
+        with self.store.write() as session:
+            events = [
+                e
+                for e in session.scalars(
+                    select(AuditEvent)
+                    .where(AuditEvent.kind == "face_template_adapted")
+                    .order_by(AuditEvent.id.desc())
+                )
+                if _aware(e.at, to) > to and json.loads(e.detail).get("elder") == elder_id
+            ]
+            for event in events:
+                detail = json.loads(event.detail)
+                added = session.get(FaceTemplate, int(detail["added"]))
+                if added is not None and added.elder_id == elder_id:
+                    session.delete(added)
+                    removed.append(added.id)
+                ids = [int(i) for i in detail.get("retired", [])]
+                if ids:
+                    session.execute(
+                        update(FaceTemplate)
+                        .where(FaceTemplate.id.in_(ids), FaceTemplate.elder_id == elder_id)
+                        .values(source=ADAPT_SOURCE)
+                    )
+                    restored.extend(ids)
+            restored = [i for i in restored if i not in removed]
+            session.add(
+                AuditEvent(
+                    at=at,
+                    kind="face_template_reverted",
+                    detail=json.dumps(
+                        {
+                            "who": who,
+                            "elder": elder_id,
+                            "to": to.isoformat(),
+                            "removed": removed,
+                            "restored": restored,
+                        }
+                    ),
+                )
+            )
+        return Reverted(elder_id, removed, restored)
+
+
+def _active(query: Any) -> Any:
+    """Only templates in use: a retired one is kept for `revert`, never matched."""
+    return query.where(FaceTemplate.source.not_like(RETIRED_PREFIX + "%"))
+
+
+def _aware(value: dt.datetime, like: dt.datetime) -> dt.datetime:
+    """SQLite may hand back naive datetimes; compare them in the caller's zone."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=like.tzinfo)
+
+
+@dataclass(frozen=True)
+class Adapted:
+    elder_id: str
+    template_id: int
+    retired: list[int]
+    distance: float
+    margin: float
+
+
+@dataclass(frozen=True)
+class TemplateRow:
+    id: int
+    source: str  # file | camera | screen | adapt
+    active: bool
+    enrolled_at: dt.datetime
+    consent_ref: str
+
+
+@dataclass(frozen=True)
+class Reverted:
+    elder_id: str
+    removed: list[int]
+    restored: list[int]

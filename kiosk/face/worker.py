@@ -160,6 +160,7 @@ class FaceWorker:
         self._live_box: FaceBox | None = None  # where the face under the check was last matched
         self._last_full = 0.0  # monotonic time of the last full analysis
         self._live_match: Match | None = None
+        self._live_encoding: np.ndarray | None = None  # the encoding of _live_match's frame
         # (time, nearest elder, distance, liveness input) of the visit's recent face frames.
         self._recent: deque[tuple[float, Hashable | None, float, Any]] = deque(maxlen=RECENT_FRAMES)
         # The elder each of the last analysed frames matched (None: no face, or no Match).
@@ -347,10 +348,10 @@ class FaceWorker:
             return None
         if self._live is None or self._live_match is None or self._live_match.elder_id != elder:
             self._live = LivenessCheck(self.liveness_mode, self.face.liveness_timeout_s)
-            self._live_match = match
+            self._live_match, self._live_encoding = match, analysis.encoding
             self._prefill_liveness(self._live, match, now)
         elif match.distance < self._live_match.distance:
-            self._live_match = match
+            self._live_match, self._live_encoding = match, analysis.encoding
         self._live_box = analysis.chosen
         return self._feed_liveness(self._live_input(analysis), now)
 
@@ -404,12 +405,16 @@ class FaceWorker:
             return None
         if state is LivenessState.PASSED and not self._agreed(match.elder_id):
             return None  # live, but the frames do not agree yet: keep the passed check
+        encoding, self._live_encoding = self._live_encoding, None
         self._live = self._live_match = None
         self._live_box = None
         elder = str(match.elder_id)
         self.guard.observe(elder, now)  # pass or fail: once per appearance
         if state is LivenessState.PASSED:
-            return self._check_in(match, live.outcome)
+            result = self._check_in(match, live.outcome)
+            if result.accepted and encoding is not None:
+                self._learn(match, encoding)
+            return result
         log.warning("liveness failed for %s: %s", elder, live.detail)
         return self.checkin.refuse_face(
             Refusal.LIVENESS_FAILED, _finite(match.distance), _finite(match.margin)
@@ -431,6 +436,26 @@ class FaceWorker:
             match.elder_id, match.distance, match.margin, liveness, result.outcome,
         )  # fmt: skip
         return result
+
+    def _learn(self, match: Match, encoding: np.ndarray) -> None:
+        """Templates that follow ageing: only here, after a live-checked check-in of this
+        face's own best frame (never a card-evidence frame, never with liveness off); the
+        store decides whether the frame is confident and new enough (kiosk.face.templates)."""
+        if self.templates is None or not self.face.learn_templates:
+            return
+        try:
+            adapted = self.templates.adapt(
+                str(match.elder_id),
+                encoding,
+                distance=match.distance,
+                margin=match.margin,
+                at=self.checkin.now(),
+            )
+        except Exception:  # learning is optional; the check-in is already recorded
+            log.exception("face worker: could not learn a template")
+            return
+        if adapted is not None:
+            self.reload()
 
     # -- health ------------------------------------------------------------------------------
     def status(self) -> FaceStatus:
