@@ -20,7 +20,7 @@ from models.db import Store
 from models.roster import apply_rows
 from tests.support import paths as paths_module
 from tests.support.config import BASE_CONFIG
-from tests.support.paths import FACE_DATA_MISSING, REPO, face_data_or_skip  # noqa: F401  REPO: tests/systemd still imports it from here
+from tests.support.paths import FACE_DATA_MISSING, face_data_or_skip
 from tests.support.roster import TZ, Clock, elder_row
 
 # Fixtures that start real services (uvicorn, PostgreSQL, pcscd, Chromium): a test using one is

@@ -4,14 +4,11 @@ in-process behind a link that can be cut (for the sync recovery tests)."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
@@ -27,29 +24,7 @@ from sync.platform.app import create_platform_app
 from sync.scheduler import SyncRunner
 from sync.signing import default_key_path, generate_device_key
 from sync.uploader import Uploader
-
-PIN = "739146"
-WRONG_PIN = "864213"
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html) or re.search(
-        r'name="csrf-token" content="([^"]+)"', html
-    )
-    assert match, "no CSRF token on the page"
-    return match.group(1)
-
-
-def sign_in(client: TestClient, caregiver_id: str = "C001", pin: str = PIN) -> str:
-    """Sign a caregiver in on this client (browser); returns its CSRF token."""
-    token = csrf_of(client.get("/caregiver/login").text)
-    resp = client.post(
-        "/caregiver/login",
-        data={"csrf": token, "caregiver_id": caregiver_id, "pin": pin, "next": "/manual"},
-        follow_redirects=False,
-    )
-    assert resp.status_code == 303, resp.text
-    return token
+from tests.support.security import PIN, FakeTime, Linked, SwitchedLink
 
 
 @pytest.fixture
@@ -72,37 +47,6 @@ def web(app: Any) -> Iterator[TestClient]:
 
 
 # ----------------------------------------------------------------------------- platform link
-
-
-class SwitchedLink(TestClient):
-    """The platform in-process; `down = True` cuts the link (connection refused)."""
-
-    down = False
-
-    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
-        if self.down:
-            raise httpx.ConnectError("link cut by the test", request=request)
-        return super().send(request, **kwargs)
-
-
-class FakeTime:
-    """A monotonic clock for the backoff gate: tests step over a backoff without sleeping."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@dataclass
-class Linked:
-    runner: SyncRunner
-    client: PlatformClient
-    link: SwitchedLink
-    time: FakeTime
-    device_id: str
-    reconcile_calls: list[tuple[dt.date, dt.date]]
 
 
 @pytest.fixture

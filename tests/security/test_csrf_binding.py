@@ -7,11 +7,12 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.security.conftest import csrf_of, sign_in
+from tests.support.security import PIN
+from tests.support.ui import csrf_of, sign_in_client
 
 
 def test_token_from_another_browser_is_refused(web: TestClient, app: Any) -> None:
-    sign_in(web)
+    sign_in_client(web, "/manual", PIN)
     session = web.cookies.get("kiosk_session")
     # The attacker's own browser: a perfectly valid CSRF cookie and token, no session.
     with TestClient(app) as attacker:
@@ -26,7 +27,7 @@ def test_token_from_another_browser_is_refused(web: TestClient, app: Any) -> Non
 
 
 def test_own_token_still_works(web: TestClient) -> None:
-    csrf = sign_in(web)
+    csrf = sign_in_client(web, "/manual", PIN)
     r = web.post(
         "/api/manual-checkin",
         data={"csrf": csrf, "elder_id": "E0001", "reason": "忘带卡"},

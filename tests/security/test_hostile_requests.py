@@ -9,7 +9,6 @@ headers of its own.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,21 +21,17 @@ from fastapi.testclient import TestClient
 from kiosk.config import KioskConfig, parse_config
 from kiosk.runtime.daemon import Daemon
 from kiosk.runtime.services import KioskServices
-from tests.security.conftest import csrf_of, sign_in
 from tests.support.config import BASE_CONFIG
+from tests.support.net import free_port
+from tests.support.security import PIN
+from tests.support.ui import csrf_of, sign_in_client
 
 MB = 1024 * 1024
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def config() -> KioskConfig:  # overrides the suite's: a free port for the real server
-    return parse_config(BASE_CONFIG + f"web:\n  port: {_free_port()}\n")
+    return parse_config(BASE_CONFIG + f"web:\n  port: {free_port()}\n")
 
 
 @pytest.fixture
@@ -128,7 +123,7 @@ def test_deeply_nested_json_to_the_login_is_a_400(app: Any) -> None:
 )
 def test_unexpected_menu_form_keys_are_a_422(app: Any, key: str) -> None:
     with TestClient(app, raise_server_exceptions=False) as c:
-        csrf = sign_in(c)
+        csrf = sign_in_client(c, "/manual", PIN)
         r = c.post(
             "/notices/menu",
             data={"csrf": csrf, key: "米饭", "menu|2026-12-01|lunch": "面条"},

@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from kiosk.runtime.services import KioskServices
 from models.tables import AuditEvent, Caregiver
-from tests.security.conftest import PIN, WRONG_PIN, csrf_of
+from tests.support.security import PIN, WRONG_PIN
+from tests.support.ui import csrf_of
 
 CONCURRENT = 9
 

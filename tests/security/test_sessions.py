@@ -11,8 +11,9 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from kiosk.runtime.services import KioskServices
-from tests.security.conftest import sign_in
 from tests.support.config import BASE_CONFIG
+from tests.support.security import PIN
+from tests.support.ui import sign_in_client
 
 JSON = {"accept": "application/json"}
 
@@ -40,7 +41,7 @@ def _kiosk(services: KioskServices, tmp_path: Path, *args: str) -> None:
 
 
 def test_copied_cookie_dies_at_logout(web: TestClient, app: Any) -> None:
-    csrf = sign_in(web)
+    csrf = sign_in_client(web, "/manual", PIN)
     cookies = _stolen(web)
     assert _works(app, cookies)
     r = web.post("/caregiver/logout", data={"csrf": csrf}, follow_redirects=False)
@@ -51,7 +52,7 @@ def test_copied_cookie_dies_at_logout(web: TestClient, app: Any) -> None:
 def test_session_dies_when_the_caregiver_is_removed(
     web: TestClient, app: Any, services: KioskServices, tmp_path: Path
 ) -> None:
-    sign_in(web)
+    sign_in_client(web, "/manual", PIN)
     cookies = _stolen(web)
     assert _works(app, cookies)
     _kiosk(services, tmp_path, "caregiver", "remove", "C001")
@@ -62,18 +63,18 @@ def test_session_dies_when_the_caregiver_is_removed(
 def test_session_dies_when_the_pin_changes(
     web: TestClient, app: Any, services: KioskServices, tmp_path: Path
 ) -> None:
-    sign_in(web)
+    sign_in_client(web, "/manual", PIN)
     cookies = _stolen(web)
     _kiosk(services, tmp_path, "caregiver", "set-pin", "C001", "--pin", "951753")
     assert not _works(app, cookies), "a session opened under the old PIN still works"
-    sign_in(web, pin="951753")  # the new PIN opens a new session
+    sign_in_client(web, "/manual", "951753")  # the new PIN opens a new session
     assert web.get("/api/elders", params={"q": "王"}, headers=JSON).status_code == 200
 
 
 def test_other_caregivers_keep_their_session(web: TestClient, app: Any) -> None:
     with TestClient(app) as second:
-        sign_in(second, "C002", "518293")
-        sign_in(web)
+        sign_in_client(second, "/manual", "518293", "C002")
+        sign_in_client(web, "/manual", PIN)
         csrf = web.cookies.get("kiosk_csrf")
         web.post("/caregiver/logout", data={"csrf": csrf}, follow_redirects=False)
         assert second.get("/api/elders", params={"q": "王"}, headers=JSON).status_code == 200
@@ -82,7 +83,7 @@ def test_other_caregivers_keep_their_session(web: TestClient, app: Any) -> None:
 @pytest.mark.parametrize("cookie", ["kiosk_session", "kiosk_csrf"])
 def test_non_ascii_cookie_is_refused_not_a_crash(web: TestClient, cookie: str) -> None:
     """A cookie with bytes outside ASCII reaches the signature check: 401/403, never a 500."""
-    sign_in(web)
+    sign_in_client(web, "/manual", PIN)
     raw = "caf\u00e9.\u00ff\u00fe".encode("latin-1")
     headers: dict[str, Any] = {"cookie": cookie.encode() + b"=" + raw, **JSON}
     r = web.get("/api/elders", params={"q": "王"}, headers=headers)

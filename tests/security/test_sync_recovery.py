@@ -17,8 +17,8 @@ from kiosk.touchscreen.statusbar import status_bar
 from models.db import Store
 from models.tables import Outbox
 from sync.status import sync_status
-from tests.security.conftest import Linked
 from tests.support.outbox import add_records, seed_elders
+from tests.support.security import Linked
 
 
 def _cut(linked: Linked) -> None:

@@ -144,12 +144,15 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
-def sign_in_client(client: TestClient, next_path: str = "/", pin: str = PIN) -> str:
-    """Log caregiver C001 in; returns the CSRF token for the forms that follow."""
+def sign_in_client(
+    client: TestClient, next_path: str = "/", pin: str = PIN, caregiver_id: str = "C001"
+) -> str:
+    """Log a caregiver in on this client (browser); returns the CSRF token for the forms that
+    follow."""
     token = csrf_of(client.get("/caregiver/login").text)
     resp = client.post(
         "/caregiver/login",
-        data={"csrf": token, "caregiver_id": "C001", "pin": pin, "next": next_path},
+        data={"csrf": token, "caregiver_id": caregiver_id, "pin": pin, "next": next_path},
         follow_redirects=False,
     )
     assert resp.status_code == 303, resp.text

@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.systemd.conftest import county_config, host_workdir, install, serving_timezone
+from tests.support.config import noon_zone
+from tests.systemd.host_setup import county_config, host_workdir, install
 from tests.systemd.systemd_host import SystemdHost, missing_kernel_feature, wait_for
 
 log = logging.getLogger("measure_installed")
@@ -87,7 +88,7 @@ def main() -> int:
                 video_dir.mkdir(parents=True)
                 shutil.copy(static, video_dir / "static.avi")
                 (video_dir / "static.avi").chmod(0o644)
-            config = county_config(serving_timezone())
+            config = county_config(noon_zone())
             config = config.replace(
                 "  enabled: false\n  # Device index", "  enabled: true\n  # Device index"
             )
@@ -104,7 +105,7 @@ def main() -> int:
             # Card only (the camera off), as bench's dev-mode coldstart runs it.
             etc_config = etc / "config.yaml"
             camera_config = etc_config.read_text()
-            etc_config.write_text(county_config(serving_timezone()))
+            etc_config.write_text(county_config(noon_zone()))
             card_only = []
             for _ in range(5):
                 host.systemctl("stop", "kiosk.service")

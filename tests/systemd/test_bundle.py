@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.systemd.conftest import county_config, host_workdir, serving_timezone
+from tests.support.config import noon_zone
+from tests.systemd.host_setup import county_config, host_workdir
 from tests.systemd.systemd_host import SystemdHost, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("systemd")]
@@ -43,7 +44,7 @@ def test_bundle_installs_with_no_network(bundle: Path) -> None:
             assert routes == "", f"the host must have no route out: {routes}"
             etc = host.path("/etc/haolinju-kiosk")
             etc.mkdir(parents=True)
-            (etc / "config.yaml").write_text(county_config(serving_timezone()))
+            (etc / "config.yaml").write_text(county_config(noon_zone()))
             started = time.monotonic()
             result = host.run(
                 ["bash", str(bundle.parent.parent / "systemd" / "install.sh"), "--bundle",

@@ -9,8 +9,9 @@ import shutil
 
 import pytest
 
-from tests.conftest import REPO
-from tests.systemd.conftest import (
+from tests.support.config import noon_zone
+from tests.support.paths import REPO
+from tests.systemd.host_setup import (
     BLAS,
     CARD_UID,
     INSTALL_MODE,
@@ -18,7 +19,6 @@ from tests.systemd.conftest import (
     host_workdir,
     install,
     roster_csv,
-    serving_timezone,
 )
 from tests.systemd.systemd_host import SystemdHost, wait_for
 
@@ -305,7 +305,7 @@ def test_broken_config_is_refused_before_anything_is_enabled(
         with host.boot():
             etc = host.path("/etc/haolinju-kiosk")
             etc.mkdir(parents=True)
-            broken = county_config(serving_timezone()).replace('start: "11:00"', 'start: "25:00"')
+            broken = county_config(noon_zone()).replace('start: "11:00"', 'start: "25:00"')
             (etc / "config.yaml").write_text(broken)
             result = install(host, "--no-blas", "--no-ui", check=False)
             assert result.returncode != 0

@@ -8,7 +8,8 @@ import pytest
 
 from kiosk.config import parse_config
 from kiosk.touchscreen.screen_power import screen_should_be_on
-from tests.conftest import BASE_CONFIG, TZ
+from tests.support.config import BASE_CONFIG
+from tests.support.roster import TZ
 
 
 def at(hhmm: str, day: int = 2) -> dt.datetime:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.systemd.conftest import county_config, host_workdir, install, serving_timezone
+from tests.support.config import noon_zone
+from tests.systemd.host_setup import county_config, host_workdir, install
 from tests.systemd.systemd_host import SystemdHost, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("systemd")]
@@ -45,7 +46,7 @@ def ui_host(uv_cache_for_system_python: None) -> Iterator[SystemdHost]:
         with host.boot():
             etc = host.path("/etc/haolinju-kiosk")
             etc.mkdir(parents=True)
-            (etc / "config.yaml").write_text(county_config(serving_timezone()))
+            (etc / "config.yaml").write_text(county_config(noon_zone()))
             dropin = host.path("/etc/systemd/system/kiosk-ui.service.d/headless.conf")
             dropin.parent.mkdir(parents=True)
             dropin.write_text(HEADLESS)
@@ -102,7 +103,7 @@ def test_screen_off_outside_serving_hours_and_on_before_the_slot(ui_host: System
     host = ui_host
     timer = host.show("kiosk-screen.timer", "ActiveState", "UnitFileState")
     assert timer == {"ActiveState": "active", "UnitFileState": "enabled"}, timer
-    tz = serving_timezone()
+    tz = noon_zone()
     today = dt.datetime.now(dt.UTC).date().isoformat()
     # The test config serves lunch 11:00-13:30 (local time of `tz`).
     night = f"{today}T03:00:00"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 UNITS = REPO / "systemd"
 # Exposure on systemd-analyze's 0-10 scale (x10 for --threshold). kiosk-ui runs Chromium,

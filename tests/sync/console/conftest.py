@@ -9,7 +9,7 @@ import pytest
 
 from tests.security.platform_env import County, make_county
 from tests.support.platform import ADMIN_TOKEN, sqlite_url, start_platform
-from tests.sync.console.county import Console
+from tests.sync.console.county import Console, console_for
 
 # Rates from 2024 on (3.35 exposes float arithmetic: 3 x 3.35 is 10.049999999999999 in binary).
 RATES = [
@@ -45,13 +45,6 @@ def county(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture
 def admin_console(county: County) -> Iterator[Console]:
-    console = Console(county.url)
-    assert console.login(ADMIN_TOKEN).status_code == 303
+    console = console_for(county, ADMIN_TOKEN)
     yield console
     console.close()
-
-
-def console_for(county: County, token: str) -> Console:
-    console = Console(county.url)
-    assert console.login(token).status_code == 303
-    return console

@@ -191,3 +191,10 @@ class Console:
 
     def close(self) -> None:
         self.http.close()
+
+
+def console_for(county: County, token: str) -> Console:
+    """A console signed in with this token (an administrator's or an operator's)."""
+    console = Console(county.url)
+    assert console.login(token).status_code == 303
+    return console

@@ -18,8 +18,7 @@ from sync.platform.console import oversight
 from tests.security.platform_env import TOWNSHIP_B, County
 from tests.support.outbox import Kiosk, add_records
 from tests.support.platform import ADMIN_TOKEN, Platform
-from tests.sync.console.conftest import console_for
-from tests.sync.console.county import SITE, Console, elder_ids, point, terminal
+from tests.sync.console.county import SITE, Console, console_for, elder_ids, point, terminal
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,14 @@ from sync.platform.admin_client import AdminError, enrol_device
 from sync.wire import SignedRoster, public_key_from_b64, roster_message, verify
 from tests.security.platform_env import TOWNSHIP_A, TOWNSHIP_B, County, public_b64
 from tests.support.platform import ADMIN_TOKEN
-from tests.sync.console.conftest import console_for
-from tests.sync.console.county import Console, elder_ids, point, publish_roster, terminal
+from tests.sync.console.county import (
+    Console,
+    console_for,
+    elder_ids,
+    point,
+    publish_roster,
+    terminal,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -21,9 +21,9 @@ from sync.platform import settlement
 from sync.platform.keys import load_or_create_platform_key
 from tests.security.platform_env import TOWNSHIP_A, TOWNSHIP_B, County
 from tests.support.paths import REPO
-from tests.sync.console.conftest import console_for
 from tests.sync.console.county import (
     Console,
+    console_for,
     elder_ids,
     point,
     publish_roster,
