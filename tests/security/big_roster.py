@@ -5,17 +5,15 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from kiosk.ops.roster_import import ID_CHECK, ID_WEIGHTS
+from tests.support.roster import id_number
 
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
 GIVEN = "秀英建国德明凤兰春花玉珍桂芳淑华志强"
 
 
-def id_number(n: int) -> str:
-    """An 18-digit resident ID number with a correct check digit (born 1940-1955)."""
-    body = f"141129{1940 + n % 16}{1 + n % 12:02d}{1 + n % 28:02d}{n % 1000:03d}"
-    check = ID_CHECK[sum(int(d) * w for d, w in zip(body, ID_WEIGHTS, strict=True)) % 11]
-    return body + check
+def nth_id_number(n: int) -> str:
+    """Elder n's resident ID number, valid (born 1940-1955)."""
+    return id_number(f"{1940 + n % 16}{1 + n % 12:02d}{1 + n % 28:02d}", f"{n % 1000:03d}")
 
 
 def write_roster(path: Path, rows: int, first: int = 1, encoding: str = "utf-8") -> Path:
@@ -28,7 +26,7 @@ def write_roster(path: Path, rows: int, first: int = 1, encoding: str = "utf-8")
         for n in range(first, first + rows):
             name = SURNAMES[n % 20] + GIVEN[n % 17] + GIVEN[(n // 17) % 17]
             out.writerow(
-                [f"R{n:06d}", name, id_number(n), f"{0xB0000000 + n:08X}", "一组",
+                [f"R{n:06d}", name, nth_id_number(n), f"{0xB0000000 + n:08X}", "一组",
                  "13800000000", "正常", "是"]
             )  # fmt: skip
     return path

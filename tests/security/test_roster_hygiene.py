@@ -26,7 +26,7 @@ from models.tables import Card, Elder
 from sync.roster_pull import pull_roster
 from sync.signing import PlatformVerifier
 from sync.wire import SignedRoster, b64encode, roster_message
-from tests.security.big_roster import id_number
+from tests.security.big_roster import nth_id_number
 
 NOW = dt.datetime(2026, 12, 2, 11, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 HEADER = "编号,姓名,身份证号,卡号\n"
@@ -40,7 +40,7 @@ def _csv(tmp_path: Path, text: str, encoding: str) -> Path:
 
 def test_big5_and_utf16_files_are_refused_not_garbled(store: Store, tmp_path: Path) -> None:
     # English headers, so only the names would show the damage.
-    text = f"elder_id,name,id_number\nE1,王秀英,{id_number(1)}\nE2,陳國華,{id_number(2)}\nE3,劉鳳蘭,{id_number(3)}\n"
+    text = f"elder_id,name,id_number\nE1,王秀英,{nth_id_number(1)}\nE2,陳國華,{nth_id_number(2)}\nE3,劉鳳蘭,{nth_id_number(3)}\n"
     with pytest.raises(RosterError, match="neither UTF-8 nor GBK \\(Big5"):
         import_roster(store, _csv(tmp_path, text, "big5"), UidFormat.HEX, NOW)
     with pytest.raises(RosterError, match="UTF-16"):
@@ -50,7 +50,10 @@ def test_big5_and_utf16_files_are_refused_not_garbled(store: Store, tmp_path: Pa
 
 
 def test_gbk_with_rare_characters_still_imports(store: Store, tmp_path: Path) -> None:
-    text = HEADER + f"E1,王秀英,{id_number(1)},\nE2,李堃,{id_number(2)},\nE3,张喆,{id_number(3)},\n"
+    text = (
+        HEADER
+        + f"E1,王秀英,{nth_id_number(1)},\nE2,李堃,{nth_id_number(2)},\nE3,张喆,{nth_id_number(3)},\n"
+    )
     report = import_roster(store, _csv(tmp_path, text, "gbk"), UidFormat.HEX, NOW)
     assert report.added == 3
     with store.read() as s:
@@ -58,15 +61,15 @@ def test_gbk_with_rare_characters_still_imports(store: Store, tmp_path: Path) ->
 
 
 def test_oversized_fields_are_refused(store: Store, tmp_path: Path) -> None:
-    text = HEADER + f"E1,{'王' * 1_000_000},{id_number(1)},\n"
+    text = HEADER + f"E1,{'王' * 1_000_000},{nth_id_number(1)},\n"
     with pytest.raises(RosterError) as refused:
         import_roster(store, _csv(tmp_path, text, "utf-8"), UidFormat.HEX, NOW)
     assert refused.value.problems == ["row 2: a field is longer than 131072 characters"]
-    text = HEADER + f"E1,{'王' * 65},{id_number(1)},\n"
+    text = HEADER + f"E1,{'王' * 65},{nth_id_number(1)},\n"
     with pytest.raises(RosterError) as refused:
         import_roster(store, _csv(tmp_path, text, "utf-8"), UidFormat.HEX, NOW)
     assert refused.value.problems == ["row 2: 姓名 (name) is 65 characters long (at most 64)"]
-    text = HEADER + f"E1,王秀英,{id_number(1)},{'A' * 40}\n"
+    text = HEADER + f"E1,王秀英,{nth_id_number(1)},{'A' * 40}\n"
     with pytest.raises(RosterError, match="卡号 \\(card_uid\\) is 40 characters long"):
         import_roster(store, _csv(tmp_path, text, "utf-8"), UidFormat.HEX, NOW)
     # And the database itself refuses what its columns cannot hold, whoever writes.
@@ -117,7 +120,7 @@ SHEET = """<?xml version="1.0" encoding="UTF-8"?>
 
 def _xlsx(path: Path, name: str) -> Path:
     """A workbook with a shared-strings table (as Excel and WPS write them)."""
-    strings = ["编号", "姓名", "身份证号", "E1", name, id_number(1)]
+    strings = ["编号", "姓名", "身份证号", "E1", name, nth_id_number(1)]
     table = "".join(f"<si><t>{s}</t></si>" for s in strings)
     shared = (
         '<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/'

@@ -38,3 +38,14 @@ def elder_row(n: int, **overrides: object) -> RosterRow:
     }
     fields.update(overrides)
     return RosterRow(**fields)  # type: ignore[arg-type]  # the overrides are the caller's types
+
+
+# GB 11643 written out here rather than imported from kiosk.ops.roster_import, so the tests of
+# the import's check-digit validation have an independent oracle.
+ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def id_number(birth: str, serial: str = "123") -> str:
+    """A valid 18-digit resident ID number (GB 11643 check digit) for a birth date YYYYMMDD."""
+    body = f"141129{birth}{serial}"
+    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, ID_WEIGHTS, strict=True)) % 11]

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from tests.support.paths import REPO
+from tests.support.roster import id_number
 from tests.systemd.systemd_host import SystemdHost
 
 # The host's lower layer is this machine's /, so the checkout is at the same path inside.
@@ -47,12 +48,6 @@ def roster_csv() -> str:
         "elder_id,name,id_number,card_uid,agreement_signed\n"
         f"E0001,王秀英,{id_number('19450302')},{CARD_UID},是\n"
     )
-
-
-def id_number(birth: str, serial: str = "123") -> str:
-    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    body = f"141129{birth}{serial}"
-    return body + "10X98765432"[sum(int(c) * w for c, w in zip(body, weights, strict=True)) % 11]
 
 
 def install(host: SystemdHost, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

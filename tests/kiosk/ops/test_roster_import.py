@@ -17,16 +17,9 @@ from models.db import Store
 from models.roster import pinyin_initials
 from models.tables import AuditEvent, Card, Elder
 from tests.support.paths import REPO
-from tests.support.roster import TZ
+from tests.support.roster import TZ, id_number
 
 NOW = dt.datetime(2026, 12, 2, 9, 0, tzinfo=TZ)
-WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-
-
-def id_number(birth: str, serial: str = "123") -> str:
-    """A valid 18-digit ID number (GB 11643 check digit) for a birth date YYYYMMDD."""
-    body = f"141129{birth}{serial}"
-    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, WEIGHTS, strict=True)) % 11]
 
 
 ENGLISH = [
