@@ -192,14 +192,13 @@ def enrol_face(
         enroller = _enroller(request)
     except (FaceKeyError, OSError) as exc:
         raise HTTPException(503, f"人脸密钥有问题，请联系技术员：{exc}") from None
-    if not elder_id or not form.get("consent_ref", "").strip():  # refused before watching
+    consent_ref = form.get("consent_ref", "")
+    if not consent_ref.strip() or _elder(services, elder_id) is None:  # refused unwatched
         frames: list[NDArray[np.uint8]] = []
     else:
         frames = _capture_frames(services)
     now = services.now()
-    result = enroller.enrol_frames(
-        elder_id, frames, form.get("consent_ref", ""), now, source="screen"
-    )
+    result = enroller.enrol_frames(elder_id, frames, consent_ref, now, source="screen")
     del frames  # nothing of the pictures is kept
     detail: dict[str, Any] = {"elder": elder_id, "caregiver": caregiver.caregiver_id}
     if isinstance(result, SessionEnrolled):
