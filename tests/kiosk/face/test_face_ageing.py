@@ -248,3 +248,33 @@ def test_nothing_is_learned_without_liveness_or_confidence(
     assert unsure[0] == 1 and unsure[1:] == ([], 1)  # within 0.45, far from confident
     disabled = run_worker(tmp_path / "d", list(frames), face=", learn_templates: false")
     assert disabled[0] == 1 and disabled[1:] == ([], 1)
+
+
+def test_a_card_evidence_frame_never_teaches(tmp_path: Path) -> None:
+    """Somebody near E0001's templates (0.2: learnable) stands at the terminal while E0002's
+    card is tapped, and then E0001's: the evidence is assessed both times, nothing is learned."""
+    import time
+
+    from hardware.camera import CameraState, CameraStatus
+    from kiosk.checkin.rules import CheckinRequest, Method
+    from kiosk.face.card_evidence import CardEvidence
+
+    class AbsentCamera(NoCamera):
+        def status(self) -> CameraStatus:
+            return CameraStatus(CameraState.ABSENT, "test")
+
+    config = parse_config(BASE_CONFIG + "face: {liveness: parallax}\n")
+    store, templates = new_store(tmp_path)
+    services = build_services(config, tmp_path / "data", readers=[], store=store, clock=Clock(T0))
+    worker = FaceWorker(
+        config.face, NoCamera(), services.checkin, templates,  # type: ignore[arg-type]
+        pipeline=ScriptedPipeline([]),  # type: ignore[arg-type]
+    )  # fmt: skip
+    worker.reload()
+    worker.last_encoding = (time.monotonic(), near(0.2))
+    evidence = CardEvidence("evidence", AbsentCamera(), worker, templates, store)  # type: ignore[arg-type]
+    for n in (2, 1):
+        req = evidence.apply(CheckinRequest(Method.CARD, card_uid=f"{0xA0000000 + n:08X}"))
+        assert (req.method is Method.CARD_FACE) == (n == 1), req  # E0001's face was seen
+    assert templates.count("E0001") == 1 and audit(store, "face_template_adapted") == []
+    store.close()
