@@ -118,7 +118,7 @@ def test_enrolment_and_card_binding_screens(page, kiosk: Kiosk) -> None:  # type
     camera = httpx.get(kiosk.base + "/api/health", timeout=5).json()["camera"]["state"]
     if camera != "disabled":
         page.wait_for_function(
-            "['ok','several_faces','face_too_small','no_face','blurred','too_dark','too_bright']"
+            "['ok','several_faces','face_too_small','no_face','blurred','too_dark','too_bright','pose']"
             ".includes(document.getElementById('quality').dataset.state)",
             timeout=15000,
         )
