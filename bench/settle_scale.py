@@ -249,7 +249,7 @@ def run(ctx: Context) -> list[Row]:
     from sync.platform.signature_check import ensure_index
     from sync.platform.tables import PlatformBase
 
-    scale = float(os.environ.get("BENCH_SETTLE_SCALE") or ctx.size(0.01, 0.1))
+    scale = float(os.environ.get("BENCH_SETTLE_SCALE") or ctx.size(0.002, 0.1))
     points = max(10, round(PROVINCE_POINTS * scale))
     with running_postgres({"work_mem": "64MB", "maintenance_work_mem": "512MB"}) as pg:
         engine = make_platform_engine(pg.new_database())
