@@ -42,7 +42,7 @@ def safe_cell(value: object) -> object:
 
 def _elder_names(store: Store) -> dict[str, str]:
     with store.read() as s:
-        return dict(s.execute(select(Elder.elder_id, Elder.name)).tuples().all())
+        return {row.elder_id: row.name for row in s.execute(select(Elder.elder_id, Elder.name))}
 
 
 def _cleaning_by_elder(store: Store, first: dt.date, last: dt.date) -> dict[str, list[dt.date]]:

@@ -43,6 +43,7 @@ from sync.platform.app import create_platform_app
 from sync.signing import generate_device_key
 from sync.uploader import Uploader
 from tests.faults.harness import KioskProc
+from tests.support.config import noon_zone
 from tests.support.outbox import add_records, seed_elders
 from tests.support.paths import REPO
 from tests.support.roster import elder_row
@@ -202,7 +203,9 @@ def test_secrets_never_reach_logs_metrics_or_health(
     try:
         key = generate_device_key(tmp_path / "creds" / "device-key")
         device_id = "sec-" + uuid.uuid4().hex[:8]
-        token = platform.register(device_id, "pt-sec", key)
+        # The point in the kiosk's zone: the platform refuses records whose service_date is
+        # not the check-in's day there (the kiosk below runs in noon_zone()).
+        token = platform.register(device_id, "pt-sec", key, noon_zone())
         face_key = base64.b64encode(os.urandom(32)).decode()
         pem_lines = [
             line

@@ -148,8 +148,9 @@ def test_a_photo_attack_checks_nobody_in(
     kind: str,
 ) -> None:
     played = play(tmp_path, face_data, attack_videos.get(elder, kind))
-    # The pipeline ran on the attack (the motion gate rests while the sheet barely moves).
-    assert played.frames_analyzed > 10, played
+    # The pipeline ran on the attack (the motion gate rests while the sheet barely moves): at
+    # least a liveness window's worth of analysed frames (4), fewer on a starved machine.
+    assert played.frames_analyzed >= 4, played
     assert played.records == [], [(r.elder_id, r.liveness) for r in played.records]
     log.warning("attack %s/%s: refusals %s", elder, kind, played.refusals)
 
