@@ -76,6 +76,7 @@ EXCEPTION_LABELS = {
     "flagged": "刷卡未见本人",
     "duplicate": "同餐次重复",
     "late": "结账后到达",
+    "unverified": "设备签名未验证",
 }
 STATUS_LABELS = {
     "active": "在册",
@@ -307,6 +308,9 @@ def _classified(first: dt.date, last: dt.date, periods: list[RatePeriod]) -> Any
         .subquery("home")
     )
     reason = case(
+        # Never paid on a signature the platform has not verified (deferred verification: not
+        # checked yet, or found forged and alerted).
+        (Record.signature_ok.is_not(True), literal("unverified")),
         (and_(same.status.is_not(None), same.status != "active"), literal("ineligible")),
         (and_(same.status.is_(None), home.c.any_active.is_(None)), literal("not_on_roster")),
         (and_(same.status.is_(None), home.c.any_active == 0), literal("ineligible")),
@@ -428,6 +432,8 @@ def _exception(row: Any, body_text: str | None) -> ExceptionItem:
         detail = f"名册状态：{STATUS_LABELS.get(row.status, row.status or '各点均非在册')}"
     elif kind == "not_on_roster":
         detail = "全县名册中没有此人"
+    elif kind == "unverified":
+        detail = "设备签名尚未验证或验证失败（见预警）"
     else:
         detail = "同一老人同日同餐次已有一条补贴记录"
     return ExceptionItem(

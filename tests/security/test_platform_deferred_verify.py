@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
 
+from sync.platform.settlement import compute
 from sync.wire import GENESIS_HASH
 from tests.security.platform_env import (
     County,
@@ -134,6 +136,15 @@ def test_a_forged_signature_is_accepted_then_alerted_and_left_unverified(
     assert alert["point_id"] == device.point_id
     assert alert["evidence"]["hash"] == forged["hash"]
     assert alert["evidence"]["signature"] == forged["signature"]
+    # and the settlement never pays it: it is listed apart, the genuine ones are paid
+    engine = create_engine(county.platform.db_url)
+    try:
+        with Session(engine) as session:
+            month = compute(session, "2026-11", [device.point_id])
+    finally:
+        engine.dispose()
+    unverified = [e.record_id for e in month.exceptions if e.kind == "unverified"]
+    assert unverified == [forged["record_id"]]  # the verified ones are judged as usual
 
 
 def test_hash_and_chain_are_still_checked_on_the_request_path(deferred_county: County) -> None:
