@@ -27,13 +27,27 @@ class JournalFormatter(logging.Formatter):
         return f"<{priority}>{super().format(record)}"
 
 
+class CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the moment of writing, not the one at set-up: a
+    process that runs the CLI more than once (tests, an embedding shell) swaps stderr, and a
+    handler holding the old, closed stream turns every later log line into a logging error."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def setup_logging(cfg: LoggingConfig) -> None:
     # journald stamps each line itself; JOURNAL_STREAM is set when stderr goes to it.
     under_journald = bool(os.environ.get("JOURNAL_STREAM"))
     fmt = "%(levelname)s %(name)s: %(message)s"
     if not under_journald:
         fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=cfg.level, format=fmt, stream=sys.stderr, force=True)
+    logging.basicConfig(level=cfg.level, format=fmt, handlers=[CurrentStderr()], force=True)
     if under_journald:
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JournalFormatter(fmt))

@@ -142,7 +142,7 @@ def test_cli_lists_and_reverts(tmp_path: Path) -> None:
     runner = CliRunner()
     listed = runner.invoke(app, [*base, "face", "templates", "--elder", "E0001"])
     assert listed.exit_code == 0, listed.output
-    lines = listed.output.strip().splitlines()
+    lines = listed.stdout.strip().splitlines()  # the table; log lines go to stderr
     assert len(lines) == 2 and "file" in lines[0] and "adapt" in lines[1] and "active" in lines[1]
     bad = runner.invoke(app, [*base, "face", "revert", "--elder", "E0001", "--to", "yesterday"])
     assert bad.exit_code == 2 and "not a date-time" in bad.output
@@ -150,7 +150,7 @@ def test_cli_lists_and_reverts(tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     assert f"removed 1 learned template(s) [{learned.template_id}]" in done.output
     listed = runner.invoke(app, [*base, "face", "templates", "--elder", "E0001"])
-    assert len(listed.output.strip().splitlines()) == 1
+    assert len(listed.stdout.strip().splitlines()) == 1
 
 
 # ----------------------------------------------------------------------------- the worker
