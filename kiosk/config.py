@@ -272,6 +272,12 @@ class PlatformConfig(Strict):
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
+class RoamingConfig(Strict):
+    # Serve elders of other points of the county (全城通) found on the signed county card list:
+    # their meals are recorded with the flag "visitor". Off: their cards are unknown here.
+    accept_visitors: bool = False
+
+
 class LoggingConfig(Strict):
     level: LogLevel = "INFO"
     # Per-module levels, e.g. {sync: DEBUG, hardware.pcsc_reader: DEBUG} while diagnosing.
@@ -323,6 +329,7 @@ class KioskConfig(Strict):
     camera: CameraConfig = Field(default_factory=CameraConfig)
     face: FaceConfig = Field(default_factory=FaceConfig)
     platform: PlatformConfig = Field(default_factory=PlatformConfig)
+    roaming: RoamingConfig = Field(default_factory=RoamingConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     speech: SpeechConfig = Field(default_factory=SpeechConfig)
     ui: UiConfig = Field(default_factory=UiConfig)

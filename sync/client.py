@@ -156,6 +156,10 @@ class PlatformClient:
             "GET", "/v1/roster", SignedRoster, params={"since": since}, headers=headers
         )
 
+    def county_cards(self) -> SignedRoster:
+        """The signed county card list (roaming elders); the payload is a CountyCardsPayload."""
+        return self._call("GET", "/v1/county-cards", SignedRoster)
+
     def heartbeat(self, hb: Heartbeat) -> HeartbeatAck:
         return self._call("POST", "/v1/heartbeat", HeartbeatAck, json=_dump(hb))
 

@@ -180,6 +180,26 @@ class SyncRunner:
 
         return self._guarded("roster", body)
 
+    def county_cards_job(self) -> bool:
+        """The signed county card list (roaming elders), only where visitors are accepted."""
+        if self.verifier is None:
+            log.warning("county card list pull skipped: no platform public key configured")
+            return False
+        from sync.county_cards import pull_county_cards
+
+        def body() -> None:
+            assert self.verifier is not None
+            pull_county_cards(
+                self.store,
+                self.client,
+                self.verifier,
+                self.point_id,
+                self._utc_now(),
+                card_form=self.card_form,
+            )
+
+        return self._guarded("county-cards", body)
+
     def reconcile_job(self) -> bool:
         def body() -> None:
             # One day past "today" in UTC covers today in any site zone ahead of UTC.
@@ -245,6 +265,7 @@ def start_sync_jobs(
     heartbeat_extras: Callable[[], HeartbeatExtras] | None = None,
     clock: Callable[[], dt.datetime] | None = None,
     card_form: CardForm | None = None,
+    county_cards: bool = False,
 ) -> SyncJobs:
     """Start the sync jobs in a background scheduler; call `.shutdown()` on stop.
 
@@ -289,6 +310,8 @@ def start_sync_jobs(
         ("reconcile", runner.reconcile_job, reconcile_interval_s),
         ("heartbeat", runner.heartbeat_job, heartbeat_interval_s),
     ]
+    if county_cards:  # roaming.accept_visitors: the county card list, as often as the roster
+        jobs.append(("county-cards", runner.county_cards_job, roster_interval_s))
     for name, func, interval in jobs:
         scheduler.add_job(
             func,

@@ -286,6 +286,16 @@ class SignedRoster(Wire):
     signature: str = Field(min_length=1, max_length=128)
 
 
+class CountyCardsPayload(Wire):
+    """GET /v1/county-cards (signed like the roster, `SignedRoster` envelope): every active card
+    of the county as [card number, elder id, home point id, name], sorted by card; `points`
+    names the home points (roaming elders, 全城通)."""
+
+    issued_at: AwareDatetime
+    points: dict[str, str]
+    cards: list[tuple[str, str, str, str]]
+
+
 class RosterPublish(Wire):
     """POST /v1/admin/roster (platform operator): upsert elders of one point, bump version."""
 
@@ -434,6 +444,10 @@ def checkpoint_ack_message(
 
 def roster_message(payload_text: str) -> bytes:
     return b"haolinju-roster-v1\n" + payload_text.encode("utf-8")
+
+
+def county_cards_message(payload_text: str) -> bytes:
+    return b"haolinju-county-cards-v1\n" + payload_text.encode("utf-8")
 
 
 def public_key_from_b64(text: str) -> Ed25519PublicKey:

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -357,6 +357,11 @@ class CheckinService:
         self, session: Session, req: CheckinRequest, now: dt.datetime, signer: RecordSigner
     ) -> CheckinResult:
         elder = self._identify(session, req)
+        visitor = None
+        if elder is None and req.card_uid and self.config.roaming.accept_visitors:
+            elder, visitor = self._visitor(session, req.card_uid, now)
+            if visitor is not None:
+                req = replace(req, flags=req.flags | {"visitor"})
         if elder is None:
             unknown = Refusal.UNKNOWN_CARD if req.card_uid else Refusal.UNKNOWN_ELDER
             self._audit(session, now, unknown, req, None)
@@ -366,7 +371,7 @@ class CheckinService:
         if window is None:
             self._audit(session, now, Refusal.OUTSIDE_HOURS, req, elder)
             return self._refused(req, now, Refusal.OUTSIDE_HOURS, elder, self._hours_hint(now, req))
-        refusal = self._refusal_for(elder, req)
+        refusal = None if visitor is not None else self._refusal_for(elder, req)
         if refusal is not None:
             self._audit(session, now, refusal, req, elder)
             return self._refused(req, now, refusal, elder)
@@ -408,11 +413,13 @@ class CheckinService:
             reason=req.reason,
         )
         welcome = "请用餐" if req.service == "meal" else "助洁登记成功"
+        # A visitor is named as one, so the caregiver sees at once who is not on the roster.
+        badge = f"外点老人 · 来自{visitor}，" if visitor is not None else ""
         return self._result(
             req,
             now,
             Outcome.ACCEPTED,
-            f"{elder.name}，签到成功，{welcome}",
+            f"{elder.name}，{badge}签到成功，{welcome}",
             elder,
             window,
             record_id=record.record_id,
@@ -427,6 +434,34 @@ class CheckinService:
         if req.require_face and req.method is not Method.CARD_FACE:
             return Refusal.FACE_REQUIRED
         return None
+
+    def _visitor(
+        self, session: Session, card_uid: str, now: dt.datetime
+    ) -> tuple[Elder | None, str | None]:
+        """(the elder, his home point's name) for a card of another point on the signed county
+        list. He is kept as a local elder row with status "visitor" (the meal record's foreign
+        key needs one; a roster apply only upserts the elders it lists, so it never deletes
+        him, and if his point ever becomes this one, the roster's row takes over)."""
+        from sync.county_cards import lookup
+
+        found = lookup(self.store, card_uid)
+        if found is None:
+            return None, None
+        elder = session.get(Elder, found.elder_id)
+        if elder is None:
+            elder = Elder(
+                elder_id=found.elder_id,
+                name=found.name,
+                status="visitor",
+                agreement_signed=True,  # the agreement is held by his home point
+                updated_at=now,
+            )
+            session.add(elder)
+        elif elder.status != "visitor":
+            return None, None  # on our roster without this card: our roster decides
+        else:
+            elder.name = found.name
+        return elder, found.home_name
 
     def _identify(self, session: Session, req: CheckinRequest) -> Elder | None:
         if req.card_uid is not None:

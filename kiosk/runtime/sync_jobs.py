@@ -76,6 +76,7 @@ def start_sync(services: KioskServices) -> tuple[SyncJobs | None, str]:
             heartbeat_extras=extras,
             # Signed rosters' card numbers in the roster's form, like file imports and taps.
             card_form=lambda uid: normalise(uid, card_format, card_format),
+            county_cards=services.config.roaming.accept_visitors,
         )
     except DeviceKeyError as exc:
         return None, f"device key: {exc}"

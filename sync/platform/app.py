@@ -31,6 +31,7 @@ from sync.platform.routers import (
     admin,
     books,
     console,
+    county_cards,
     device_copy,
     devices,
     health,
@@ -52,6 +53,7 @@ ROUTERS = (
     heartbeat.router,
     books.router,
     roster.router,
+    county_cards.router,
     devices.router,
     admin.router,
 )

@@ -342,19 +342,17 @@ def _classified(first: dt.date, last: dt.date, periods: list[RatePeriod]) -> Any
         .where(Record.service_date >= first, Record.service_date <= last)
         .subquery("base")
     )
-    rank = (
-        func.row_number()
-        .over(
-            partition_by=[base.c.elder_id, base.c.service, base.c.slot, base.c.service_date],
-            order_by=[
-                case((base.c.reason.is_(None), 0), else_=1),
-                base.c.received_at,
-                base.c.record_id,
-            ],
-        )
-        .label("rn")
+    partition = [base.c.elder_id, base.c.service, base.c.slot, base.c.service_date]
+    order = [case((base.c.reason.is_(None), 0), else_=1), base.c.received_at, base.c.record_id]
+    rank = func.row_number().over(partition_by=partition, order_by=order).label("rn")
+    # The point of the record ranked first: a duplicate (a roaming elder's second meal of the
+    # slot) names where the subsidised one was served.
+    first_point = (
+        func.first_value(base.c.point_id)
+        .over(partition_by=partition, order_by=order)
+        .label("first_point")
     )
-    return select(base, rank)
+    return select(base, rank, first_point)
 
 
 def compute(session: Session, month: str, point_ids: Iterable[str] | None = None) -> Settlement:
@@ -376,13 +374,14 @@ def compute(session: Session, month: str, point_ids: Iterable[str] | None = None
             func.count().label("n"), cast(null(), String).label("record_id"),
             cast(null(), Date).label("service_date"), cast(null(), String).label("reason"),
             cast(null(), String).label("status"), cast(null(), String).label("flags"),
+            cast(null(), String).label("first_point"),
         )
         .where(c.reason.is_(None), c.rn == 1, _scope(scope, c.point_id))
         .group_by(c.point_id, c.elder_id, c.service, c.slot, c.period)
     )  # fmt: skip
     exceptions_part = select(
         literal("X"), c.point_id, c.elder_id, c.elder_name, c.service, c.slot, c.period,
-        literal(0), c.record_id, c.service_date, c.reason, c.status, c.flags,
+        literal(0), c.record_id, c.service_date, c.reason, c.status, c.flags, c.first_point,
     ).where(or_(c.reason.is_not(None), c.rn > 1), _scope(scope, c.point_id))  # fmt: skip
     rows = session.execute(union_all(lines_part, exceptions_part)).all()
 
@@ -434,6 +433,8 @@ def _exception(row: Any, body_text: str | None) -> ExceptionItem:
         detail = "全县名册中没有此人"
     elif kind == "unverified":
         detail = "设备签名尚未验证或验证失败（见预警）"
+    elif row.first_point and row.first_point != row.point_id:
+        detail = f"同一老人同日同餐次已在{row.first_point}有一条补贴记录（本条在{row.point_id}）"
     else:
         detail = "同一老人同日同餐次已有一条补贴记录"
     return ExceptionItem(

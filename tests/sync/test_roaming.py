@@ -1,0 +1,160 @@
+"""Roaming elders (全城通): the signed county card list, visitor meals, and the county-wide
+one-meal-per-slot rule, against the reference platform on SQLite."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from hardware.backoff import Backoff
+from kiosk.checkin.rules import CheckinRequest, CheckinService, Method, Outcome, Refusal
+from kiosk.config import KioskConfig, RoamingConfig
+from kiosk.ops.storage import open_store
+from models.tables import AuditEvent, Elder, MealRecord
+from sync.county_cards import lookup, pull_county_cards
+from sync.platform import settlement
+from sync.roster_pull import pull_roster
+from sync.scheduler import SyncRunner
+from sync.signing import PlatformVerifier, default_key_path, generate_device_key
+from sync.wire import CountyCardsPayload, SignedRoster, county_cards_message, verify
+from tests.support.outbox import Kiosk
+from tests.support.platform import Platform
+from tests.support.roster import TZ, Clock
+
+NOW = dt.datetime(2026, 12, 2, 11, 30, tzinfo=TZ)
+VISITOR_CARD = "C0FFEE01"
+
+
+def _publish(platform: Platform, point_id: str, elder_id: str, card: str) -> None:
+    elder = {"elder_id": elder_id, "name": "王外点", "card_uid": card}
+    r = platform.operator(
+        "POST", "/v1/admin/roster", json={"point_id": point_id, "elders": [elder]}
+    )
+    assert r.status_code == 200, r.text
+
+
+@pytest.fixture
+def home(sqlite_platform: Platform, tmp_path: Path) -> Iterator[Kiosk]:
+    """A second point of the county (the visitor's home), with its own registered kiosk."""
+    store = open_store(tmp_path / "home" / "data")
+    key_path = default_key_path(store.db_path.parent)
+    key = generate_device_key(key_path)
+    device_id, point_id = "dev-" + uuid.uuid4().hex[:10], "pt-" + uuid.uuid4().hex[:8]
+    token = sqlite_platform.register(device_id, point_id, key)
+    yield Kiosk(store, key, key_path, device_id, point_id, token)
+    store.close()
+
+
+def _config(config: KioskConfig, k: Kiosk, on: bool) -> KioskConfig:
+    """The kiosk's config as `k` (its device and point), visitors accepted or not."""
+    return config.model_copy(
+        update={
+            "roaming": RoamingConfig(accept_visitors=on),
+            "site": config.site.model_copy(update={"point_id": k.point_id}),
+            "device": config.device.model_copy(update={"device_id": k.device_id}),
+        }
+    )
+
+
+def test_signed_list_served_verified_and_tampered_refused(
+    sqlite_platform: Platform, kiosk: Kiosk, home: Kiosk
+) -> None:
+    elder_id = "V" + uuid.uuid4().hex[:8]
+    _publish(sqlite_platform, home.point_id, elder_id, VISITOR_CARD.lower())
+    verifier = PlatformVerifier.from_b64(sqlite_platform.public_key)
+    client = kiosk.client(sqlite_platform.url)
+
+    signed = client.county_cards()
+    assert verify(verifier.public_key, county_cards_message(signed.payload), signed.signature)
+    payload = CountyCardsPayload.model_validate_json(signed.payload)
+    assert (VISITOR_CARD.lower(), elder_id, home.point_id, "王外点") in payload.cards
+
+    out = pull_county_cards(kiosk.store, client, verifier, kiosk.point_id, NOW, str.upper)
+    assert out.status == "applied"
+    found = lookup(kiosk.store, VISITOR_CARD)
+    assert found is not None and (found.elder_id, found.home_point) == (elder_id, home.point_id)
+
+    # Tampered (a card moved to another elder), unsigned, or not JSON: refused, list kept.
+    doc = json.loads(signed.payload)
+    doc["cards"][0][1] = "SOMEONE-ELSE"
+    bad = [
+        SignedRoster(payload=json.dumps(doc), signature=signed.signature),
+        SignedRoster(payload=signed.payload, signature="AAAA"),
+        SignedRoster(
+            payload="not json",
+            signature=signed.signature,
+        ),
+    ]
+    for tampered in bad:
+        client.county_cards = lambda t=tampered: t  # type: ignore[method-assign,misc]
+        out = pull_county_cards(kiosk.store, client, verifier, kiosk.point_id, NOW, str.upper)
+        assert out.status == "refused"
+    found_after = lookup(kiosk.store, VISITOR_CARD)
+    assert found_after == found
+    with kiosk.store.read() as session:
+        kinds = session.scalars(
+            select(AuditEvent.kind).where(AuditEvent.kind == "county_cards_refused")
+        ).all()
+    assert len(kinds) == 3
+
+
+def test_visitor_meal_flagged_when_on_refused_when_off_and_settled_once(
+    sqlite_platform: Platform, kiosk: Kiosk, home: Kiosk, config: KioskConfig, clock: Clock
+) -> None:
+    elder_id = "V" + uuid.uuid4().hex[:8]
+    _publish(sqlite_platform, home.point_id, elder_id, VISITOR_CARD)
+    verifier = PlatformVerifier.from_b64(sqlite_platform.public_key)
+    client = kiosk.client(sqlite_platform.url)
+    # The daemon's periodic job (started only where roaming.accept_visitors is on).
+    runner = SyncRunner(
+        kiosk.store, client, kiosk.uploader(sqlite_platform.url), device_id=kiosk.device_id,
+        point_id=kiosk.point_id, verifier=verifier, clock=lambda: NOW,
+        backoff=Backoff(base=1, cap=30),
+    )  # fmt: skip
+    assert runner.county_cards_job() is True
+    tap = CheckinRequest(Method.CARD, card_uid=VISITOR_CARD)
+
+    off = CheckinService(_config(config, kiosk, False), kiosk.store, clock=clock).check_in(tap)
+    assert (off.outcome, off.refusal) == (Outcome.REFUSED, Refusal.UNKNOWN_CARD)
+
+    service = CheckinService(_config(config, kiosk, True), kiosk.store, clock=clock)
+    ok = service.check_in(tap)
+    assert ok.outcome is Outcome.ACCEPTED, ok.message
+    assert "visitor" in ok.flags
+    assert f"外点老人 · 来自{home.point_id}" in ok.message
+    assert service.check_in(tap).outcome is Outcome.DUPLICATE
+    with kiosk.store.read() as session:
+        record = session.scalars(select(MealRecord).where(MealRecord.elder_id == elder_id)).one()
+        assert record.flags == "visitor"
+        assert session.get(Elder, elder_id).status == "visitor"  # type: ignore[union-attr]
+
+    # The same elder eats the same lunch at home too: one subsidised, one exception naming both.
+    home_client = home.client(sqlite_platform.url)
+    home_cfg = _config(config, home, False)
+    pull_roster(home.store, home_client, verifier, home.point_id, NOW)
+    clock.set("11:35")
+    at_home = CheckinService(home_cfg, home.store, clock=clock).check_in(tap)
+    assert at_home.outcome is Outcome.ACCEPTED, at_home.message
+    for k in (kiosk, home):
+        assert k.uploader(sqlite_platform.url).run_round().ok
+
+    engine = create_engine(sqlite_platform.db_url)
+    with Session(engine) as session:
+        month = settlement.compute(
+            session, f"{ok.service_date:%Y-%m}", [kiosk.point_id, home.point_id]
+        )
+    engine.dispose()
+    paid = [ln for ln in month.lines if ln.elder_id == elder_id]
+    dups = [e for e in month.exceptions if e.elder_id == elder_id]
+    assert sum(ln.count for ln in paid) == 1
+    assert paid[0].point_id == kiosk.point_id  # the visitor meal was received first
+    assert [e.kind for e in dups] == ["duplicate"]
+    assert dups[0].point_id == home.point_id
+    assert kiosk.point_id in dups[0].detail and home.point_id in dups[0].detail
