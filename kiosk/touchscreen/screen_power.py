@@ -95,6 +95,9 @@ def set_screen(on: bool) -> ScreenResult:
         result = _systemctl("start", UI_UNIT)
     else:
         result = _systemctl("stop", UI_UNIT)
+        # A touchscreen that had crashed stays "failed" after stop; cleared here, so the night
+        # reads as "off" and the morning's start is not refused by the crash's start limit.
+        _systemctl("reset-failed", UI_UNIT)
     if result.returncode != 0:
         return ScreenResult(False, on, (UI_UNIT,), result.stderr.strip() or "systemctl failed")
     if not on:
