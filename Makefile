@@ -109,19 +109,30 @@ bench: setup
 	$(UV) run --locked python -m bench
 
 # Production terminals: dlib compiled against OpenBLAS, cached as a wheel so it builds once.
+# dlib's CMake alone only adds -mavx: its 8-lane integer SIMD (the HOG detector's orientation
+# binning) then runs lane by lane and detection is 2x slower than dlib-bin's (docs/face.md).
+# On an AVX2 host we build for x86-64-v3 (AVX2+FMA); the wheel then needs AVX2 to import.
+# One folder per flags set, so a wheel built with other flags is never reused.
 DLIB_VERSION := 20.0.1
 WHEEL_CACHE := $(HOME)/.cache/haolinju-kiosk/wheels
+DLIB_ARCH := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && echo x86-64-v3 || uname -m)
+DLIB_WHEELS := $(WHEEL_CACHE)/blas-$(DLIB_ARCH)-nogui
+DLIB_CXXFLAGS := $(if $(filter x86-64-v3,$(DLIB_ARCH)),-march=x86-64-v3)
 dlib-blas: venv
 	@if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev cmake >/dev/null; fi
-	@mkdir -p $(WHEEL_CACHE)
-	@if ! ls $(WHEEL_CACHE)/dlib-$(DLIB_VERSION)-*.whl >/dev/null 2>&1; then \
-		echo "building dlib $(DLIB_VERSION) against OpenBLAS (several minutes)"; \
-		$(UV) run --no-sync --with pip python -m pip wheel --no-deps --no-build-isolation \
-			-w $(WHEEL_CACHE) dlib==$(DLIB_VERSION); \
+	@mkdir -p $(DLIB_WHEELS)
+	@# CXXFLAGS seeds CMake's CMAKE_CXX_FLAGS; DLIB_* variables reach CMake through dlib's
+	@# setup.py (no GUI: a terminal never opens dlib windows, and no libX11). --no-cache-dir:
+	@# pip's wheel cache does not key on flags.
+	@if ! ls $(DLIB_WHEELS)/dlib-$(DLIB_VERSION)-*.whl >/dev/null 2>&1; then \
+		echo "building dlib $(DLIB_VERSION) against OpenBLAS, $(DLIB_ARCH) (several minutes)"; \
+		CXXFLAGS="$(DLIB_CXXFLAGS)" DLIB_NO_GUI_SUPPORT=ON $(UV) run --no-sync --with pip \
+			python -m pip wheel --no-cache-dir --no-deps --no-build-isolation \
+			-w $(DLIB_WHEELS) dlib==$(DLIB_VERSION); \
 	fi
 	$(UV) pip uninstall --quiet dlib-bin || true
 	@# --no-config: the project's override that drops the `dlib` sdist must not drop this wheel.
-	$(UV) pip install --no-config --python .venv/bin/python --no-deps $(WHEEL_CACHE)/dlib-$(DLIB_VERSION)-*.whl
+	$(UV) pip install --no-config --python .venv/bin/python --no-deps $(DLIB_WHEELS)/dlib-$(DLIB_VERSION)-*.whl
 	$(UV) run --no-sync python -c "import dlib; print('dlib', dlib.__version__, 'BLAS:', dlib.DLIB_USE_BLAS)"
 
 # The offline install bundle for a USB stick (see docs/install.md): the release, every locked

@@ -129,11 +129,16 @@ else
     # dlib against OpenBLAS (5x faster encodings), built once per machine into the same cache
     # as `make dlib-blas`; not through make: its `venv` prerequisite would add the dev tools.
     dlib_version=$(sed -n 's/^DLIB_VERSION := //p' "$SRC/Makefile")
-    wheel_cache=/root/.cache/haolinju-kiosk/wheels
+    # Same flags and folder as the Makefile's dlib-blas (why: there and docs/face.md).
+    if grep -qw avx2 /proc/cpuinfo; then dlib_arch=x86-64-v3; else dlib_arch=$(uname -m); fi
+    dlib_cxxflags=""
+    if [ "$dlib_arch" = x86-64-v3 ]; then dlib_cxxflags="-march=x86-64-v3"; fi
+    wheel_cache=/root/.cache/haolinju-kiosk/wheels/blas-$dlib_arch-nogui
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev cmake >/dev/null
     if ! ls "$wheel_cache/dlib-$dlib_version"-*.whl >/dev/null 2>&1; then
-      echo "building dlib $dlib_version against OpenBLAS (several minutes)"
-      "$PYTHON" -m pip wheel --quiet --no-deps -w "$wheel_cache" "dlib==$dlib_version"
+      echo "building dlib $dlib_version against OpenBLAS, $dlib_arch (several minutes)"
+      CXXFLAGS="$dlib_cxxflags" DLIB_NO_GUI_SUPPORT=ON "$PYTHON" -m pip wheel --quiet \
+        --no-cache-dir --no-deps -w "$wheel_cache" "dlib==$dlib_version"
     fi
     "$UV" pip uninstall --quiet --python "$NEW/.venv/bin/python" dlib-bin || true
     # --no-config: the project's override that drops the `dlib` sdist must not drop this wheel.

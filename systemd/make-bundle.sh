@@ -5,7 +5,7 @@
 #     haolinju-kiosk/     the release (what install.sh copies to /opt/haolinju-kiosk)
 #     wheelhouse/         every locked wheel for the system Python (sdists built here), the
 #                         project's own wheel, and the OpenBLAS dlib wheel when one was built
-#                         (`make dlib-blas`, cached in ~/.cache/haolinju-kiosk/wheels)
+#                         (`make dlib-blas`, cached in ~/.cache/haolinju-kiosk/wheels/blas-*)
 #     requirements.txt    the locked versions (no dev tools), installed with --no-index
 #     bin/uv              the uv that installs them
 #     debs/               the .deb closure of install.sh's RUNTIME_PACKAGES as a flat apt
@@ -19,7 +19,9 @@
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-WHEEL_CACHE=${WHEEL_CACHE:-$HOME/.cache/haolinju-kiosk/wheels}
+# The folder `make dlib-blas` builds into on this host (Makefile: DLIB_WHEELS, one per flags).
+if grep -qw avx2 /proc/cpuinfo; then dlib_arch=x86-64-v3; else dlib_arch=$(uname -m); fi
+WHEEL_CACHE=${WHEEL_CACHE:-$HOME/.cache/haolinju-kiosk/wheels/blas-$dlib_arch-nogui}
 PYTHON=/usr/bin/python3.11
 UV=${UV:-$(command -v uv || echo "$HOME/.local/bin/uv")}
 OUT_DIR=${OUT_DIR:-$SRC/dist}

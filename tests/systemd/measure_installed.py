@@ -74,7 +74,7 @@ def main() -> int:
     if reason:
         log.error("cannot measure: %s", reason)
         return 1
-    blas = any(WHEEL_CACHE.glob("dlib-*.whl"))
+    blas = any(WHEEL_CACHE.glob("blas-*/dlib-*.whl"))
     workdir = host_workdir("measure-host")
     host = SystemdHost(workdir)
     figures: dict[str, object] = {"dlib": "OpenBLAS build" if blas else "dlib-bin (--no-blas)"}
