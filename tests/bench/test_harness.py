@@ -15,7 +15,7 @@ from tests.support.paths import REPO
 from tests.support.pcsc import PCSC_GROUP
 
 # pcscd and the vpcd ports are global: one xdist worker runs every test that uses them.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(PCSC_GROUP)]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(PCSC_GROUP), pytest.mark.pcsc]
 
 ROW_KEYS = {"bench", "metric", "ours", "unit", "baseline", "ratio", "budget", "verdict", "n"}
 BENCHMARKS = {"card", "face", "match", "idle", "upload", "ingest", "settle", "coldstart"}

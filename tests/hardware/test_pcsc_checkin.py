@@ -23,7 +23,7 @@ from tests.support.pcsc import PCSC_GROUP
 from tests.support.roster import elder_row
 
 # pcscd and the vpcd ports are global: one xdist worker runs every test that uses them.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(PCSC_GROUP)]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(PCSC_GROUP), pytest.mark.pcsc]
 
 UID = "04A23B1C"
 PCSC_READER = (

@@ -13,7 +13,7 @@ from tests.support.pcsc import PCSC_GROUP, Pcscd, no_card_present, take_away
 from tests.support.wait import wait_until
 
 # pcscd and the vpcd ports are global: one xdist worker runs every test that uses them.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(PCSC_GROUP)]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(PCSC_GROUP), pytest.mark.pcsc]
 
 UID_A = "04A23B1C"
 UID_B = "04C7D2E2805D11"  # a 7-byte UID (MIFARE Ultralight / NTAG style)
@@ -177,7 +177,7 @@ def test_stop_is_prompt_and_reported(vpcd: Pcscd, running) -> None:
 
 def test_probe_lists_readers_and_the_card_uid(vpcd: Pcscd) -> None:
     with VirtualCard(UID_B, slot=1):
-        result = wait_until(lambda: (p := probe()).cards and p, timeout=3)
+        result = wait_until(lambda: (p := probe()).cards and p, timeout=15)
     assert result.service == "ok"
     assert result.readers == [READER_0, READER_1]
     assert result.cards == {READER_1: UID_B}
