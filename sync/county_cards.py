@@ -2,7 +2,9 @@
 
 The list is signed by the platform key like the roster (under its own domain, so a roster
 signature cannot pass for a list). Unsigned, wrongly signed or malformed: refused, logged and
-audited, and the list held so far stays in force. Accepted: card numbers brought to the
+audited, and the list held so far stays in force. So is a list whose signed `version` is
+lower than the one held (a replayed older list: a rollback to withdrawn cards); an equal
+version is the same content and is taken again. Accepted: card numbers brought to the
 roster's form, this point's own elders left out, and written to `county_cards.json` in the data
 directory through a temporary file and os.replace (a crash leaves the old or the new list).
 """
@@ -44,6 +46,7 @@ class CountyCardsOutcome:
     status: Literal["applied", "refused"]
     cards: int = 0
     detail: str = ""
+    version: int | None = None
 
 
 def list_path(store: Store) -> Path:
@@ -86,6 +89,13 @@ def pull_county_cards(
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[:3]
         return _refuse(store, f"malformed payload: {first}", now)
+    held = held_version(store)
+    if held is not None and payload.version < held:
+        # A signed list older than the one held is a replay: it could bring back cards that
+        # have since been withdrawn (a lost card, an elder who died).
+        return _refuse(
+            store, f"older list: version {payload.version} < version {held} held (a rollback)", now
+        )
     cards: dict[str, list[str]] = {}
     try:
         for card, elder_id, home, name in payload.cards:
@@ -98,12 +108,31 @@ def pull_county_cards(
     path = list_path(store)
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", encoding="utf-8") as f:
-        json.dump({"issued_at": payload.issued_at.isoformat(), "cards": cards}, f)
+        doc = {"version": payload.version, "issued_at": payload.issued_at.isoformat()}
+        json.dump(doc | {"cards": cards}, f)
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
-    log.info("county card list applied: %d cards of other points", len(cards))
-    return CountyCardsOutcome("applied", cards=len(cards))
+    log.info(
+        "county card list version %d applied: %d cards of other points", payload.version, len(cards)
+    )
+    return CountyCardsOutcome("applied", cards=len(cards), version=payload.version)
+
+
+def held_version(store: Store) -> int | None:
+    """The version of the list held; None when none is held (or it cannot be read: the next
+    signed list replaces it). A list kept before lists were versioned counts as version 0."""
+    try:
+        with list_path(store).open(encoding="utf-8") as f:
+            # Only the head is needed, but the file is one JSON document: json.load reads it.
+            doc = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.error("county card list held is unreadable, the next one replaces it: %s", exc)
+        return None
+    version = doc.get("version", 0) if isinstance(doc, dict) else 0
+    return version if isinstance(version, int) else 0
 
 
 _cache: dict[Path, tuple[tuple[int, int], dict[str, list[str]]]] = {}

@@ -289,8 +289,11 @@ class SignedRoster(Wire):
 class CountyCardsPayload(Wire):
     """GET /v1/county-cards (signed like the roster, `SignedRoster` envelope): every active card
     of the county as [card number, elder id, home point id, name], sorted by card; `points`
-    names the home points (roaming elders, 全城通)."""
+    names the home points (roaming elders, 全城通). `version` rises with every roster
+    published in the county (the sum of the points' roster versions), so a kiosk can refuse an
+    older signed list replayed to it (a rollback to cards since withdrawn)."""
 
+    version: int = Field(ge=0)
     issued_at: AwareDatetime
     points: dict[str, str]
     cards: list[tuple[str, str, str, str]]

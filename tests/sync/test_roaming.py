@@ -18,7 +18,7 @@ from kiosk.checkin.rules import CheckinRequest, CheckinService, Method, Outcome,
 from kiosk.config import KioskConfig, RoamingConfig
 from kiosk.ops.storage import open_store
 from models.tables import AuditEvent, Elder, MealRecord
-from sync.county_cards import lookup, pull_county_cards
+from sync.county_cards import held_version, lookup, pull_county_cards
 from sync.platform import settlement
 from sync.roster_pull import pull_roster
 from sync.scheduler import SyncRunner
@@ -32,8 +32,10 @@ NOW = dt.datetime(2026, 12, 2, 11, 30, tzinfo=TZ)
 VISITOR_CARD = "C0FFEE01"
 
 
-def _publish(platform: Platform, point_id: str, elder_id: str, card: str) -> None:
-    elder = {"elder_id": elder_id, "name": "王外点", "card_uid": card}
+def _publish(
+    platform: Platform, point_id: str, elder_id: str, card: str, status: str = "active"
+) -> None:
+    elder = {"elder_id": elder_id, "name": "王外点", "card_uid": card, "status": status}
     r = platform.operator(
         "POST", "/v1/admin/roster", json={"point_id": point_id, "elders": [elder]}
     )
@@ -158,3 +160,45 @@ def test_visitor_meal_flagged_when_on_refused_when_off_and_settled_once(
     assert [e.kind for e in dups] == ["duplicate"]
     assert dups[0].point_id == home.point_id
     assert kiosk.point_id in dups[0].detail and home.point_id in dups[0].detail
+
+
+def test_older_signed_list_replayed_is_refused_and_the_newer_one_kept(
+    sqlite_platform: Platform, kiosk: Kiosk, home: Kiosk
+) -> None:
+    """The rollback attack: a genuine, correctly signed list captured before a card was
+    withdrawn (the elder died) is replayed to the kiosk after the withdrawal reached it."""
+    elder_id = "V" + uuid.uuid4().hex[:8]
+    card = "D" + uuid.uuid4().hex[:7].upper()
+    _publish(sqlite_platform, home.point_id, elder_id, card)
+    verifier = PlatformVerifier.from_b64(sqlite_platform.public_key)
+    client = kiosk.client(sqlite_platform.url)
+    old = client.county_cards()  # what an attacker on the network keeps
+    assert pull_county_cards(kiosk.store, client, verifier, kiosk.point_id, NOW).status == (
+        "applied"
+    )
+    assert lookup(kiosk.store, card) is not None
+
+    _publish(sqlite_platform, home.point_id, elder_id, card, status="deceased")
+    new = pull_county_cards(kiosk.store, client, verifier, kiosk.point_id, NOW)
+    old_version = CountyCardsPayload.model_validate_json(old.payload).version
+    assert new.status == "applied" and new.version is not None and new.version > old_version
+    assert lookup(kiosk.store, card) is None
+
+    client.county_cards = lambda: old  # type: ignore[method-assign]
+    replay = pull_county_cards(kiosk.store, client, verifier, kiosk.point_id, NOW)
+    assert replay.status == "refused", replay
+    assert "older list" in replay.detail
+    assert lookup(kiosk.store, card) is None  # the withdrawal stands
+    assert held_version(kiosk.store) == new.version
+    with kiosk.store.read() as session:
+        why = session.scalars(
+            select(AuditEvent.detail).where(AuditEvent.kind == "county_cards_refused")
+        ).all()
+    assert [json.loads(w)["why"] for w in why] == [replay.detail]
+
+    # The same version again (nothing published since) is the same list: taken.
+    client.county_cards = lambda: new_signed  # type: ignore[method-assign]
+    new_signed = kiosk.client(sqlite_platform.url).county_cards()
+    assert pull_county_cards(kiosk.store, client, verifier, kiosk.point_id, NOW).status == (
+        "applied"
+    )

@@ -9,37 +9,55 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Response
-from sqlalchemy import select
+from fastapi import APIRouter, HTTPException, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from sync.platform.deps import DeviceDep, StateDep
-from sync.platform.tables import MealPoint, RosterEntry
+from sync.platform.tables import MealPoint, RosterEntry, RosterVersion
 from sync.wire import CountyCardsPayload, SignedRoster, b64encode, county_cards_message
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 
+def _version(session: Session) -> int:
+    # Every publish bumps one point's roster version by one, so the sum only ever rises and
+    # names this content: no counter of its own to keep.
+    return int(session.scalar(select(func.coalesce(func.sum(RosterVersion.version), 0))) or 0)
+
+
+def _cards(session: Session) -> list[tuple[str, str, str, str]]:
+    rows = session.execute(
+        select(RosterEntry.card_uid, RosterEntry.elder_id, RosterEntry.point_id, RosterEntry.name)
+        .where(
+            RosterEntry.status == "active",
+            RosterEntry.card_uid.is_not(None),
+            RosterEntry.card_uid != "",
+        )
+        .order_by(RosterEntry.card_uid, RosterEntry.point_id)
+    ).all()
+    return [(str(c), e, p, n) for c, e, p, n in rows]
+
+
 @router.get("/v1/county-cards", response_model=SignedRoster, tags=["device"])
 def county_cards(device: DeviceDep, state: StateDep) -> Response:
     with state.sessions() as session:
-        rows = session.execute(
-            select(
-                RosterEntry.card_uid, RosterEntry.elder_id, RosterEntry.point_id, RosterEntry.name
-            )
-            .where(
-                RosterEntry.status == "active",
-                RosterEntry.card_uid.is_not(None),
-                RosterEntry.card_uid != "",
-            )
-            .order_by(RosterEntry.card_uid, RosterEntry.point_id)
-        ).all()
-        points = {p: n for p, n in session.execute(select(MealPoint.point_id, MealPoint.name))}
-    cards = [(str(c), e, p, n) for c, e, p, n in rows]
+        # The version is read before and after the cards: equal, no publish committed in
+        # between (read committed), so the cards are exactly that version's. A list labelled
+        # with a version whose cards it lacks would let a replay of it pass as current.
+        for _ in range(5):
+            version = _version(session)
+            cards = _cards(session)
+            points = {p: n for p, n in session.execute(select(MealPoint.point_id, MealPoint.name))}
+            if _version(session) == version:
+                break
+        else:
+            raise HTTPException(503, "rosters are being published; try again")
     payload = CountyCardsPayload(
-        issued_at=state.clock(), points=points, cards=cards
+        version=version, issued_at=state.clock(), points=points, cards=cards
     ).model_dump_json()
     signature = b64encode(state.platform_key.sign(county_cards_message(payload)))
-    log.info("county card list for %s: %d cards", device.device_id, len(cards))
+    log.info("county card list v%d for %s: %d cards", version, device.device_id, len(cards))
     body = SignedRoster(payload=payload, signature=signature).model_dump_json()
     return Response(body, media_type="application/json")
