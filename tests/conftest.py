@@ -21,6 +21,7 @@ from models.roster import apply_rows
 from tests.support import paths as paths_module
 from tests.support.config import BASE_CONFIG
 from tests.support.paths import FACE_DATA_MISSING, face_data_or_skip
+from tests.support.platform import Postgres, PostgresMissingError, running_postgres
 from tests.support.roster import TZ, Clock, elder_row
 
 # Fixtures that start real services (uvicorn, PostgreSQL, pcscd, Chromium): a test using one is
@@ -45,6 +46,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     longrepr = report.longrepr
     if report.skipped and isinstance(longrepr, tuple) and FACE_DATA_MISSING in str(longrepr[2]):
         report.longrepr = (paths_module.__file__, paths_module.SKIP_LINE, str(longrepr[2]))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One throwaway PostgreSQL server per test session (per xdist worker); each platform
+    fixture takes a new database on it. Skips where the server binaries are missing."""
+    try:
+        with running_postgres() as server:
+            yield server
+    except PostgresMissingError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -30,8 +30,7 @@ from sync.wire import (
 from tests.support.platform import (
     ADMIN_TOKEN,
     Platform,
-    PostgresMissingError,
-    running_postgres,
+    backend_db_url,
     sqlite_url,
     start_platform,
 )
@@ -101,26 +100,13 @@ def make_county(platform: Platform) -> County:
     return County(platform, http, admin, op_a, op_b)
 
 
-@pytest.fixture(scope="session")
-def sec_postgres() -> Iterator[Any]:
-    try:
-        with running_postgres() as server:
-            yield server
-    except PostgresMissingError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def county(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[County]:
     """The platform on each backend, with a county set up; tests isolate by point/device."""
     workdir = tmp_path_factory.mktemp(f"sec-platform-{request.param}")
-    if request.param == "sqlite":
-        db_url = sqlite_url(workdir)
-    else:
-        db_url = request.getfixturevalue("sec_postgres").new_database()
-    platform = start_platform(db_url, workdir)
+    platform = start_platform(backend_db_url(request, request.param, workdir), workdir)
     try:
         yield make_county(platform)
     finally:

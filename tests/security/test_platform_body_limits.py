@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tests.security.platform_env import County, county, sec_postgres, sqlite_county
+from tests.security.platform_env import County, county, sqlite_county
 
 HUGE = 400 * 1024 * 1024
 SENT_BEFORE_ANSWER = 2 * 1024 * 1024  # what we push before waiting for the verdict

@@ -19,7 +19,6 @@ from tests.security.platform_env import (
     chain,
     checkpoint,
     county,
-    sec_postgres,
     upload,
 )
 

@@ -30,46 +30,13 @@ from tests.security.platform_env import (
     chain,
     make_county,
     record,
-    sec_postgres,
     upload,
 )
-from tests.support.net import free_port
-from tests.support.paths import REPO
-from tests.support.platform import Platform, sqlite_url
+from tests.support.platform import backend_db_url, start_platform
 from tests.support.wait import wait_until
 
 N = 12
 FORGED_SEQ = 6
-
-
-class DeferredPlatform(Platform):
-    """The platform under uvicorn with the deferred signature verifier running."""
-
-    def start(self) -> None:
-        token_file = self.key_path.parent / "admin-token"
-        if not token_file.exists():
-            token_file.touch(mode=0o600)
-            token_file.write_text("test-operator-token\n")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sync.platform", "serve", "--db", self.db_url,
-             "--port", str(self.port), "--key", str(self.key_path),
-             "--admin-token-file", str(token_file), "--log-level", "WARNING",
-             "--signatures", "deferred", "--signature-interval", "0.2"],
-            cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-
-        def up() -> bool:
-            import httpx
-
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"platform exited with {self.proc.returncode}")
-            try:
-                return httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(up, "the platform to start", timeout=60, step=0.05)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -77,13 +44,10 @@ def deferred_county(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[County]:
     workdir: Path = tmp_path_factory.mktemp(f"deferred-{request.param}")
-    if request.param == "sqlite":
-        db_url = sqlite_url(workdir)
-    else:
-        db_url = request.getfixturevalue("sec_postgres").new_database()
-    port = free_port()
-    platform = DeferredPlatform(f"http://127.0.0.1:{port}", db_url, port, workdir / "platform.key")
-    platform.start()
+    db_url = backend_db_url(request, request.param, workdir)
+    # The platform with the background signature verifier running, checking every 0.2 s.
+    platform = start_platform(db_url, workdir, "--signatures", "deferred",
+                              "--signature-interval", "0.2")  # fmt: skip
     try:
         yield make_county(platform)
     finally:

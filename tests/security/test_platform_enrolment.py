@@ -34,7 +34,6 @@ from tests.security.platform_env import (
     county,
     public_b64,
     record,
-    sec_postgres,
     sqlite_county,
     upload,
 )

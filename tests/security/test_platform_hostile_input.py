@@ -20,7 +20,6 @@ from tests.security.platform_env import (
     checkpoint,
     county,
     record,
-    sec_postgres,
     upload,
 )
 

@@ -20,7 +20,6 @@ from tests.security.platform_env import (
     chain,
     county,
     record,
-    sec_postgres,
     upload,
 )
 

@@ -20,7 +20,6 @@ from tests.security.platform_env import (
     call,
     chain,
     county,
-    sec_postgres,
     upload,
 )
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F401 — pytest fixtures imported from platform_env are used as parameters
 """A platform database made by the reference platform before the roles keeps working: the
 new columns are added at start, the device's token and key still work, its records count."""
 
@@ -25,7 +24,6 @@ from tests.security.platform_env import (
     Device,
     chain,
     public_b64,
-    sec_postgres,
     upload,
 )
 from tests.support.paths import REPO
@@ -50,7 +48,7 @@ def old_tables() -> Any:
 def old_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'old.db'}"
-    return str(request.getfixturevalue("sec_postgres").new_database())
+    return str(request.getfixturevalue("postgres").new_database())
 
 
 def test_an_old_platform_database_is_upgraded_in_place(old_db: str) -> None:

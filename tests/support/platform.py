@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from sync.platform.admin_client import AdminClient, enrol_device
 from sync.signing import DeviceKey
@@ -107,6 +108,7 @@ class Platform:
     port: int
     key_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    extra_args: tuple[str, ...] = ()  # more `serve` options, e.g. ("--signatures", "deferred")
 
     operator_token: str | None = None  # a township operator of TOWNSHIP, made on first use
 
@@ -119,7 +121,7 @@ class Platform:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sync.platform", "serve", "--db", self.db_url,
              "--port", str(self.port), "--key", str(self.key_path),
-             "--admin-token-file", str(token_file), "--log-level", "WARNING"],
+             "--admin-token-file", str(token_file), "--log-level", "WARNING", *self.extra_args],
             cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
 
@@ -198,12 +200,23 @@ class Platform:
         return body
 
 
-def start_platform(db_url: str, workdir: Path) -> Platform:
+def start_platform(db_url: str, workdir: Path, *extra_args: str) -> Platform:
     """A platform on a free port with its signing key in `workdir`, answering /v1/health."""
     port = free_port()
-    p = Platform(f"http://127.0.0.1:{port}", db_url, port, workdir / "platform.key")
+    p = Platform(f"http://127.0.0.1:{port}", db_url, port, workdir / "platform.key",
+                 extra_args=extra_args)  # fmt: skip
     p.start()
     return p
+
+
+def backend_db_url(request: pytest.FixtureRequest, backend: str, workdir: Path) -> str:
+    """A fresh database for a backend-parametrised fixture: a SQLite file in `workdir`, or a
+    new database on the session's PostgreSQL (the `postgres` fixture, which skips where the
+    server binaries are missing)."""
+    if backend == "sqlite":
+        return sqlite_url(workdir)
+    postgres: Postgres = request.getfixturevalue("postgres")
+    return postgres.new_database()
 
 
 def sqlite_url(workdir: Path) -> str:

@@ -12,23 +12,7 @@ import pytest
 from models.db import Store
 from sync.signing import generate_device_key
 from tests.support.outbox import Kiosk, seed_elders
-from tests.support.platform import (
-    Platform,
-    Postgres,
-    PostgresMissingError,
-    running_postgres,
-    sqlite_url,
-    start_platform,
-)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    try:
-        with running_postgres() as server:
-            yield server
-    except PostgresMissingError as exc:
-        pytest.skip(str(exc))
+from tests.support.platform import Platform, backend_db_url, sqlite_url, start_platform
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -37,11 +21,7 @@ def platform(
 ) -> Iterator[Platform]:
     """One platform per backend for the session; tests isolate themselves by device id."""
     workdir = tmp_path_factory.mktemp(f"platform-{request.param}")
-    if request.param == "sqlite":
-        db_url = sqlite_url(workdir)
-    else:
-        db_url = request.getfixturevalue("postgres").new_database()
-    p = start_platform(db_url, workdir)
+    p = start_platform(backend_db_url(request, request.param, workdir), workdir)
     yield p
     p.stop()
 

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from sync.wire import GENESIS_HASH, b64encode, link_hash, record_message
-from tests.security.platform_env import SITE, County, Device, county, sec_postgres, upload
+from tests.security.platform_env import SITE, County, Device, county, upload
 
 
 def face_record(device: Device, seq: int, prev: str, method: str, liveness: str | None) -> Any:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.security.platform_env import County, make_county
-from tests.support.platform import ADMIN_TOKEN, sqlite_url, start_platform
+from tests.support.platform import ADMIN_TOKEN, backend_db_url, start_platform
 from tests.sync.console.county import Console, console_for
 
 # Rates from 2024 on (3.35 exposes float arithmetic: 3 x 3.35 is 10.049999999999999 in binary).
@@ -24,11 +24,7 @@ RATES = [
 def county(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[County]:  # fmt: skip
     workdir = tmp_path_factory.mktemp(f"console-{request.param}")
-    if request.param == "sqlite":
-        db_url = sqlite_url(workdir)
-    else:
-        db_url = request.getfixturevalue("postgres").new_database()
-    platform = start_platform(db_url, workdir)
+    platform = start_platform(backend_db_url(request, request.param, workdir), workdir)
     try:
         county = make_county(platform)
         admin = Console(platform.url)
