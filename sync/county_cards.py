@@ -135,25 +135,94 @@ def held_version(store: Store) -> int | None:
     return version if isinstance(version, int) else 0
 
 
-_cache: dict[Path, tuple[tuple[int, int], dict[str, list[str]]]] = {}
+@dataclass(frozen=True)
+class _Held:
+    stamp: tuple[int, int]  # (mtime ns, size) of the file read
+    cards: dict[str, list[str]]  # card -> [elder id, home point, home name, name]
+    # For the caregiver's search, built on first use: (initials, card, elder) per card.
+    index: list[tuple[str, str, CountyCard]] | None = None
 
 
-def lookup(store: Store, card_uid: str) -> CountyCard | None:
-    """The visitor holding `card_uid` on the list held (re-read when the file changes)."""
+_cache: dict[Path, _Held] = {}
+
+
+def _held(store: Store) -> _Held | None:
+    """The list held, re-read when the file changes."""
     path = list_path(store)
     try:
         st = path.stat()
-        mtime = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_mtime_ns, st.st_size)
     except FileNotFoundError:
         return None
     held = _cache.get(path)
-    if held is None or held[0] != mtime:
+    if held is None or held.stamp != stamp:
         try:
             cards = json.loads(path.read_text(encoding="utf-8"))["cards"]
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             log.error("county card list unreadable: %s", exc)
             return None
-        held = (mtime, cards)
+        held = _Held(stamp, cards)
         _cache[path] = held
-    row = held[1].get(card_uid)
+    return held
+
+
+def lookup(store: Store, card_uid: str) -> CountyCard | None:
+    """The visitor holding `card_uid` on the list held."""
+    held = _held(store)
+    row = held.cards.get(card_uid) if held else None
     return CountyCard(*row) if row else None
+
+
+def lookup_elder(store: Store, elder_id: str) -> CountyCard | None:
+    """The visitor with this platform elder id on the list held (a manual check-in names the
+    elder, not a card); None when his cards are no longer on it."""
+    for _, _, card in _search_index(store):
+        if card.elder_id == elder_id:
+            return card
+    return None
+
+
+@dataclass(frozen=True)
+class VisitorMatch:
+    card_uid: str
+    card: CountyCard
+
+
+def search(store: Store, q: str, limit: int = 20) -> list[VisitorMatch]:
+    """Elders of other points on the list held, for a caregiver whose visitor forgot his card:
+    by pinyin initials (the letter pad: WXY), part of the name, or the card number (4 or more
+    characters, its start). One match per elder, sorted by initials then name."""
+    q = q.strip()
+    if not q:
+        return []
+    upper = q.upper()
+    found: dict[str, tuple[str, VisitorMatch]] = {}
+    for initials, uid, card in _search_index(store):
+        hit = (
+            initials.startswith(upper)
+            or q in card.name
+            or (len(q) >= 4 and uid.upper().startswith(upper))
+        )
+        if hit and card.elder_id not in found:
+            found[card.elder_id] = (initials, VisitorMatch(uid, card))
+    ranked = sorted(found.values(), key=lambda f: (f[0], f[1].card.name))
+    return [match for _, match in ranked[:limit]]
+
+
+def _initials(name: str) -> str:
+    from models.roster import pinyin_initials  # pypinyin loads lazily (see there)
+
+    return pinyin_initials(name)
+
+
+def _search_index(store: Store) -> list[tuple[str, str, CountyCard]]:
+    held = _held(store)
+    if held is None:
+        return []
+    if held.index is None:
+        # Once per list (about 0.1 s per 10,000 names), not per keystroke.
+        index = [(_initials(row[3]), uid, CountyCard(*row)) for uid, row in held.cards.items()]
+        held = _Held(held.stamp, held.cards, index)
+        _cache[list_path(store)] = held
+    assert held.index is not None
+    return held.index

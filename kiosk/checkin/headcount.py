@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 
 from kiosk.checkin.rules import METHOD_LABELS
 from kiosk.checkin.schedule import SlotWindow, current_or_next
@@ -21,14 +21,21 @@ class Served:
     method: str
     method_label: str
     at: dt.datetime
+    visitor: bool = False  # an elder of another point (roaming, 全城通)
 
 
 @dataclass(frozen=True)
 class Headcount:
     window: SlotWindow | None
     is_open: bool
-    served: int
+    served: int  # everyone served in the slot: this point's elders and visitors
     recent: list[Served]
+    visitors: int = 0  # of `served`, elders of other points (flag "visitor")
+    roaming: bool = False  # this point accepts visitors: the split is shown even at 0
+
+    @property
+    def local(self) -> int:
+        return self.served - self.visitors
 
 
 def headcount(
@@ -36,16 +43,26 @@ def headcount(
 ) -> Headcount:
     window = current_or_next(config, service, now)
     if window is None:
-        return Headcount(None, False, 0, [])
+        return Headcount(None, False, 0, [], roaming=config.roaming.accept_visitors)
     in_slot = (
         MealRecord.service == service,
         MealRecord.service_date == window.service_date,
         MealRecord.slot == window.slot,
     )
+    # flags is a sorted comma-joined set: match the whole word, not a substring of another flag.
+    is_visitor = (literal(",") + MealRecord.flags + literal(",")).like("%,visitor,%")
     with store.read() as session:
-        served = session.scalar(select(func.count()).select_from(MealRecord).where(*in_slot)) or 0
+        served, visitors = session.execute(
+            select(func.count(), func.count().filter(is_visitor)).where(*in_slot)
+        ).one()
         rows = session.execute(
-            select(MealRecord.elder_id, Elder.name, MealRecord.method, MealRecord.checked_in_at)
+            select(
+                MealRecord.elder_id,
+                Elder.name,
+                MealRecord.method,
+                MealRecord.checked_in_at,
+                is_visitor,
+            )
             .join(Elder)
             .where(*in_slot)
             .order_by(MealRecord.seq.desc())
@@ -54,6 +71,10 @@ def headcount(
     return Headcount(
         window=window,
         is_open=window.start <= now < window.end,
-        served=served,
-        recent=[Served(r[0], r[1], r[2], METHOD_LABELS.get(r[2], r[2]), r[3]) for r in rows],
+        served=served or 0,
+        recent=[
+            Served(r[0], r[1], r[2], METHOD_LABELS.get(r[2], r[2]), r[3], bool(r[4])) for r in rows
+        ],
+        visitors=visitors or 0,
+        roaming=config.roaming.accept_visitors,
     )

@@ -358,8 +358,8 @@ class CheckinService:
     ) -> CheckinResult:
         elder = self._identify(session, req)
         visitor = None
-        if elder is None and req.card_uid and self.config.roaming.accept_visitors:
-            elder, visitor = self._visitor(session, req.card_uid, now)
+        if self.config.roaming.accept_visitors and self._maybe_visitor(elder, req):
+            elder, visitor = self._visitor(session, req, now)
             if visitor is not None:
                 req = replace(req, flags=req.flags | {"visitor"})
         if elder is None:
@@ -435,16 +435,30 @@ class CheckinService:
             return Refusal.FACE_REQUIRED
         return None
 
+    @staticmethod
+    def _maybe_visitor(elder: Elder | None, req: CheckinRequest) -> bool:
+        """A card not on our roster, or a caregiver's manual check-in of an elder who is not
+        on it (or only as a visitor seen before): look for him on the county list."""
+        if req.card_uid is not None:
+            return elder is None
+        return req.method is Method.MANUAL and (elder is None or elder.status == "visitor")
+
     def _visitor(
-        self, session: Session, card_uid: str, now: dt.datetime
+        self, session: Session, req: CheckinRequest, now: dt.datetime
     ) -> tuple[Elder | None, str | None]:
         """(the elder, his home point's name) for a card of another point on the signed county
-        list. He is kept as a local elder row with status "visitor" (the meal record's foreign
+        list, or for a manual check-in of an elder of another point on it (his card forgotten).
+        He is kept as a local elder row with status "visitor" (the meal record's foreign
         key needs one; a roster apply only upserts the elders it lists, so it never deletes
-        him, and if his point ever becomes this one, the roster's row takes over)."""
-        from sync.county_cards import lookup
+        him, and if his point ever becomes this one, the roster's row takes over). A visitor
+        row whose elder has left the list is no longer served as one."""
+        from sync.county_cards import lookup, lookup_elder
 
-        found = lookup(self.store, card_uid)
+        if req.card_uid is not None:
+            found = lookup(self.store, req.card_uid)
+        else:
+            assert req.elder_id is not None
+            found = lookup_elder(self.store, req.elder_id)
         if found is None:
             return None, None
         elder = session.get(Elder, found.elder_id)

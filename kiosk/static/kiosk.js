@@ -32,11 +32,18 @@ function renderHeadcount(hc) {
   $("slot-hours").textContent = hc.hours || "";
   $("slot-state").textContent = hc.open ? "" : "未到服务时间";
   $("served").textContent = hc.served;
+  // 本点 N · 外点 M: shown where visitors are accepted (or one was served anyway).
+  $("served-split").hidden = !(hc.roaming || hc.visitors);
+  $("served-local").textContent = hc.local;
+  $("served-visitors").textContent = hc.visitors;
   const list = $("recent");
   list.replaceChildren(
     ...hc.recent.map((r) => {
       const li = document.createElement("li");
-      for (const [cls, text] of [["name", maskName(r.name)], ["method", r.method_label], ["time", hhmm(r.at)]]) {
+      const cells = [["name", maskName(r.name)]];
+      if (r.visitor) cells.push(["visitor", "外点"]);
+      cells.push(["method", r.method_label], ["time", hhmm(r.at)]);
+      for (const [cls, text] of cells) {
         const span = document.createElement("span");
         span.className = cls;
         span.textContent = text;

@@ -22,6 +22,10 @@ def headcount_json(hc: Headcount) -> dict[str, Any]:
         "service_date": w.service_date.isoformat() if w else None,
         "open": hc.is_open,
         "served": hc.served,
+        # 本点 N + 外点 M: this point's elders and visitors of other points (roaming).
+        "local": hc.local,
+        "visitors": hc.visitors,
+        "roaming": hc.roaming,
         "recent": [
             {
                 "elder_id": s.elder_id,
@@ -29,6 +33,7 @@ def headcount_json(hc: Headcount) -> dict[str, Any]:
                 "method": s.method,
                 "method_label": s.method_label,
                 "at": s.at.isoformat(),
+                "visitor": s.visitor,
             }
             for s in hc.recent
         ],

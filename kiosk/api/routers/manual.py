@@ -3,9 +3,16 @@
 For a forgotten card, a face that is not recognised, or a bedridden elder whose meal is carried
 to him (送餐). Needs the caregiver session; recorded as method `manual` with her id and the
 reason, through the same CheckinService rules as a card.
+
+Where visitors are accepted (roaming.accept_visitors), a search also lists elders of other
+points from the signed county card list (外点老人, by pinyin initials, name or card number):
+one who forgot his card is recorded as a manual meal with the flag `visitor`, which the county
+settles as a manual-check-in exception like any other.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -15,6 +22,7 @@ from kiosk.api.pages_common import CaregiverDep, CheckedForm, render
 from kiosk.api.routers.elders import groups, pick_elders
 from kiosk.checkin.rules import CheckinRequest, CheckinResult, Method
 from kiosk.runtime.services import KioskServices
+from sync.county_cards import search as search_county_list
 
 router = APIRouter(tags=["manual"])
 
@@ -40,6 +48,25 @@ def _check_in(
     )
 
 
+def _visitors(
+    services: KioskServices, q: str, elders: list[dict[str, Any]]
+) -> list[dict[str, str]]:
+    """Elders of other points matching the search, where this point accepts visitors."""
+    if not services.config.roaming.accept_visitors or not q.strip():
+        return []
+    ours = {e["elder_id"] for e in elders if e["status"] != "visitor"}
+    return [
+        {
+            "elder_id": m.card.elder_id,
+            "name": m.card.name,
+            "home": m.card.home_name,
+            "card_tail": m.card_uid[-4:],
+        }
+        for m in search_county_list(services.store, q)
+        if m.card.elder_id not in ours
+    ]
+
+
 @router.get("/manual", response_class=HTMLResponse)
 def manual_page(
     request: Request,
@@ -58,6 +85,7 @@ def manual_page(
             "groups": groups(services),
             "listing": listing,
             "elders": elders,
+            "visitors": _visitors(services, q, elders),
             "reasons": REASONS,
             "page": "manual",
         },
@@ -78,6 +106,7 @@ def manual_submit(
             "q": "",
             "groups": groups(services),
             "elders": [],
+            "visitors": [],
             "reasons": REASONS,
             "result": result,
             "page": "manual",
