@@ -68,7 +68,7 @@ def _settle(args: argparse.Namespace) -> int:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from sync.platform import settlement
+    from sync.platform import schema_upgrade, settlement
     from sync.platform.app import make_platform_engine
     from sync.platform.console.xlsx import write_settlement
     from sync.platform.tables import MealPoint, PlatformBase
@@ -79,6 +79,7 @@ def _settle(args: argparse.Namespace) -> int:
         _err(f"error: {exc}")
         return 2
     engine = make_platform_engine(args.db)
+    schema_upgrade.upgrade(engine)  # columns and the claims table of an older database
     PlatformBase.metadata.create_all(engine)  # new tables of an older platform database
     with Session(engine) as session:
         result = settlement.load(session, args.month)

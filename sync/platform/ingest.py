@@ -25,7 +25,8 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from sync.platform.state import Limits
@@ -34,6 +35,7 @@ from sync.platform.tables import (
     CheckpointRow,
     Device,
     DeviceKeyRow,
+    MealClaim,
     MealPoint,
     PlatformBase,
     Record,
@@ -62,6 +64,112 @@ DEFAULT_ZONE = "Asia/Shanghai"
 IN_CHUNK = 5000
 T = TypeVar("T")
 RECORD_TABLE = PlatformBase.metadata.tables["record"]
+CLAIM_TABLE = PlatformBase.metadata.tables["meal_claim"]
+CLEAN, MANUAL, FLAGGED = 0, 1, 2  # meal_claim.kind
+ClaimKey = tuple[str, str, str, dt.date]  # elder, service, slot, day
+
+
+def claim_kind(method: str, flags: str) -> int:
+    """What a record says of itself for the settlement: a manual check-in, a tap the face
+    check flagged, or clean (the same tests settlement.compute_from_records makes on the
+    stored body and flags)."""
+    if method == "manual":
+        return MANUAL
+    if "no_face" in flags or "face_mismatch" in flags:
+        return FLAGGED
+    return CLEAN
+
+
+def mark_claims(session: Session, claims: list[dict[str, Any]]) -> None:
+    """Set `claimed` on each new claim row: the first clean record of a slot not yet held.
+
+    Holding the device row does not serialise two points claiming the same slot: the partial
+    unique index does. The loser of that race gets an IntegrityError and its retry (the
+    ingest loop) sees the winner's claim here."""
+    clean = [c for c in claims if c["kind"] == CLEAN]
+    taken: set[ClaimKey] = set()
+    if clean:
+        days = [c["service_date"] for c in clean]
+        elders = sorted({c["elder_id"] for c in clean})
+        for chunk in _chunks(elders):
+            taken.update(
+                (e, sv, sl, d)
+                for e, sv, sl, d in session.execute(
+                    select(
+                        MealClaim.elder_id,
+                        MealClaim.service,
+                        MealClaim.slot,
+                        MealClaim.service_date,
+                    ).where(
+                        MealClaim.claimed,
+                        MealClaim.elder_id.in_(chunk),
+                        MealClaim.service_date.between(min(days), max(days)),
+                    )
+                )
+            )
+    # Within a batch (one received_at) the smaller record id first, as the settlement ranks.
+    for c in sorted(claims, key=lambda c: str(c["record_id"])):
+        key = (c["elder_id"], c["service"], c["slot"], c["service_date"])
+        c["claimed"] = c["kind"] == CLEAN and key not in taken
+        if c["claimed"]:
+            taken.add(key)
+    # One order for every transaction: two batches claiming the same slots wait for each
+    # other instead of deadlocking.
+    claims.sort(key=lambda c: (c["elder_id"], c["service"], c["slot"], c["service_date"]))
+
+
+def store_claims(session: Session, claims: list[dict[str, Any]]) -> None:
+    """Mark and insert the claim rows of a batch's accepted records.
+
+    In a savepoint: when the insert conflicts — claims left behind by records deleted from the
+    platform's `record` table and now sent again (reconciliation), or a slot a concurrent batch
+    of another point claimed meanwhile — the stale claims of these record ids are dropped and
+    the slots looked up again, once; a second conflict fails the transaction (retried whole)."""
+    mark_claims(session, claims)
+    try:
+        with session.begin_nested():
+            copy_rows(session, "meal_claim", claims)
+        return
+    except IntegrityError:
+        log.warning("claims of %d records conflicted; looking again", len(claims))
+    by_day: dict[dt.date, list[str]] = {}
+    for c in claims:
+        by_day.setdefault(c["service_date"], []).append(c["record_id"])
+    for day, ids in by_day.items():
+        for chunk in _chunks(ids):
+            session.execute(
+                delete(MealClaim).where(
+                    MealClaim.service_date == day, MealClaim.record_id.in_(chunk)
+                )
+            )
+    mark_claims(session, claims)
+    copy_rows(session, "meal_claim", claims)
+
+
+def copy_rows(session: Session, table: str, rows: list[dict[str, Any]]) -> None:
+    """Rows into `table` in one go: COPY on PostgreSQL (one round trip, no per-row
+    statement), one executemany elsewhere. Errors come out as SQLAlchemy's (the ingest retry
+    catches IntegrityError / OperationalError)."""
+    if not rows:
+        return
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        session.execute(insert(PlatformBase.metadata.tables[table]), rows)
+        return
+    import psycopg  # the PostgreSQL driver; only needed here
+
+    columns = list(rows[0])
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    try:
+        with raw.cursor() as cur, cur.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(tuple(row[c] for c in columns))
+    except psycopg.errors.IntegrityError as exc:
+        raise IntegrityError(statement, None, exc) from exc
+    except psycopg.errors.OperationalError as exc:  # deadlock, serialisation
+        raise OperationalError(statement, None, exc) from exc
 
 
 def _chunks(values: list[T], size: int = IN_CHUNK) -> Iterable[list[T]]:
@@ -166,23 +274,6 @@ class BatchIngest:
             return [(low, high)]
         return list(_chunks(seqs))
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
-        """The accepted records in one go: COPY on PostgreSQL (one round trip, no per-row
-        statement), one executemany elsewhere."""
-        conn = self.session.connection()
-        if conn.dialect.name != "postgresql":
-            self.session.execute(insert(RECORD_TABLE), rows)
-            return
-        columns = list(rows[0])
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        with (
-            raw.cursor() as cur,
-            cur.copy(f"COPY record ({', '.join(columns)}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(tuple(row[c] for c in columns))
-
     def run(self, batch: RecordBatch) -> BatchResult:
         records, twins = self._one_per_id(batch.records)
         ids = [r.record_id for r in records]
@@ -218,6 +309,8 @@ class BatchIngest:
             Rejection(record_id=rid, reason=reason) for rid, reason in twins.items()
         ]
         rows: list[dict[str, Any]] = []
+        claims: list[dict[str, Any]] = []
+        point = self.device.point_id
         received_at = _stamp(self.now)
         signature_ok = None if self.deferred else True
         for rec in records:
@@ -246,6 +339,20 @@ class BatchIngest:
                         "signature_ok": signature_ok,
                     }
                 )
+                claims.append(
+                    {
+                        "service_date": rec.service_date,
+                        "record_id": rec.record_id,
+                        "point_id": point,
+                        "elder_id": rec.elder_id,
+                        "service": rec.service,
+                        "slot": rec.slot,
+                        "kind": claim_kind(rec.method, rec.flags),
+                        "claimed": False,
+                        "flags": rec.flags,
+                        "signature_ok": signature_ok,
+                    }
+                )
                 held = Held(rec.record_id, dev, rec.hash, rec.prev_hash, body)
                 by_id[rec.record_id] = held
                 by_seq[rec.seq] = held
@@ -256,7 +363,9 @@ class BatchIngest:
             # Not an ORM object per record (that was a third of the request's time at 500
             # records a batch); not the ORM's bulk insert either: it replaces an explicit None
             # (signature not yet verified) with the column's default.
-            self._insert(rows)
+            copy_rows(self.session, "record", rows)
+            # The settlement's narrow copy, in the same transaction (tables.MealClaim).
+            store_claims(self.session, claims)
             self.device.held_count = (self.device.held_count or 0) + len(rows)
         return BatchResult(
             accepted=accepted, duplicate=duplicate, rejected=rejected, server_time=self.now

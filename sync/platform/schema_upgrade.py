@@ -5,16 +5,22 @@ added tables (created by create_all) and added columns, which this adds with the
 `device.status` ('active'), `enrolled_with`, `first_seen_at`, `contiguous_seq` and `held_count`
 (0: the completeness marks start from the rows held now), `alert.point_id` and `evidence`.
 Existing device tokens, keys and records keep working unchanged.
+
+One added table needs its rows: `meal_claim`, the settlement's narrow copy of the records kept
+at ingest since it exists. When it is missing it is created here and filled from the stored
+records in one statement (the first clean record of each elder, service, slot and day, in the
+order the platform received them, holds the slot), so a month settles the same before and
+after the upgrade.
 """
 
 from __future__ import annotations
 
 import logging
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, and_, case, func, insert, inspect, or_, select, text
 from sqlalchemy.schema import Column
 
-from sync.platform.tables import PlatformBase
+from sync.platform.tables import Device, MealClaim, PlatformBase, Record
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,47 @@ def upgrade(engine: Engine) -> list[str]:
                     )
                 )
                 added.append(f"{table.name}.{column.name}")
+        if inspector.has_table("record") and not inspector.has_table("meal_claim"):
+            PlatformBase.metadata.tables["meal_claim"].create(conn)
+            count = backfill_claims(conn)
+            added.append(f"meal_claim ({count} rows from the stored records)")
     if added:
         log.warning("platform database upgraded: added %s", ", ".join(added))
     return added
+
+
+def backfill_claims(conn: Connection) -> int:
+    """meal_claim rows for every stored record (same kinds and claims as ingest makes)."""
+    # The body test the records-scan settlement makes; bodies are canonical JSON.
+    manual = Record.body.like('%"method":"manual"%')
+    flagged = or_(Record.flags.like("%no_face%"), Record.flags.like("%face_mismatch%"))
+    kind = case((manual, 1), (flagged, 2), else_=0).label("kind")
+    base = (
+        select(
+            Record.service_date, Record.record_id, Device.point_id, Record.elder_id,
+            Record.service, Record.slot, kind, Record.flags, Record.signature_ok,
+            Record.received_at,
+        )
+        .join(Device, Device.device_id == Record.device_id)
+        .subquery("base")
+    )  # fmt: skip
+    c = base.c
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=[c.elder_id, c.service, c.slot, c.service_date, c.kind],
+            order_by=[c.received_at, c.record_id],
+        )
+        .label("rn")
+    )
+    ranked = select(base, rank).subquery("ranked")
+    r = ranked.c
+    claimed = case((and_(r.kind == 0, r.rn == 1), True), else_=False)
+    columns = ["service_date", "record_id", "point_id", "elder_id", "service", "slot", "kind"]
+    columns += ["claimed", "flags", "signature_ok"]
+    source = select(
+        r.service_date, r.record_id, r.point_id, r.elder_id, r.service, r.slot, r.kind,
+        claimed, r.flags, r.signature_ok,
+    )  # fmt: skip
+    result = conn.execute(insert(MealClaim).from_select(columns, source))
+    return int(result.rowcount or 0)

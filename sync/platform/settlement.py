@@ -15,9 +15,14 @@ to decide on (never paid automatically):
   exceptions of the next month that is closed after it arrived, exactly once.
 
 Amounts are exact `Decimal`: the rate in force on the record's day (per service and slot, from
-`subsidy_rate`, history kept) times the count. The subsidised lines come from one grouped SQL
-query per month (a window function ranks duplicates), the exceptions from a second query that
-returns only the exception records; both run on SQLite and PostgreSQL.
+`subsidy_rate`, history kept) times the count. Both run on SQLite and PostgreSQL.
+
+`compute` reads `meal_claim`, the narrow copy of the records ingest keeps (tables.MealClaim): the
+uncontested claims of the month are counted in one grouped query (no ranking: ingest already
+found that nobody else claimed the slot), the roster and signature judged per group; only the
+few contested slots (a second clean record) and the manual/flagged records are ranked, exactly
+as `compute_from_records` ranks every record of the month over the wide `record` table (kept:
+the benchmark measures both side by side and a test checks they agree).
 
 Closing a month (administrator) stores the lines and exceptions as they are at that moment and
 signs the canonical document with the platform key; a closed month is read back from those
@@ -55,8 +60,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from sync.platform.ingest import CLEAN, FLAGGED, MANUAL
 from sync.platform.tables import (
     Device,
+    MealClaim,
     MealPoint,
     Record,
     RosterEntry,
@@ -355,9 +362,12 @@ def _classified(first: dt.date, last: dt.date, periods: list[RatePeriod]) -> Any
     return select(base, rank, first_point)
 
 
-def compute(session: Session, month: str, point_ids: Iterable[str] | None = None) -> Settlement:
-    """The settlement of an open month as the records stand now (scoped to `point_ids`;
-    duplicates are still judged county-wide).
+def compute_from_records(
+    session: Session, month: str, point_ids: Iterable[str] | None = None
+) -> Settlement:
+    """The settlement of an open month ranked over every record of the month (the path before
+    meal_claim; O(n log n) in the month's records: the benchmark's baseline and the reference
+    `compute` is tested against).
 
     One statement: the ranked records are a CTE referenced twice (materialised once by SQLite
     and PostgreSQL), grouped into the subsidised lines and filtered to the exception records;
@@ -416,6 +426,254 @@ def compute(session: Session, month: str, point_ids: Iterable[str] | None = None
     exceptions = [_exception(row, bodies.get(row.record_id)) for row in exc_rows]
     exceptions += _late(session, first, scope)
     return Settlement(month, first, last, lines, exceptions, missing_rates=sorted(missing))
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One record as the exceptions need it (the attributes `_exception` reads)."""
+
+    record_id: str
+    point_id: str
+    elder_id: str
+    elder_name: str
+    service: str
+    slot: str
+    service_date: dt.date
+    reason: str | None  # None with first_point set: a duplicate
+    status: str
+    flags: str
+    first_point: str | None = None
+
+
+def _home_roster() -> Any:
+    """Per elder, county-wide: active on any roster (1/0) and a name."""
+    return (
+        select(
+            RosterEntry.elder_id.label("elder_id"),
+            func.max(case((RosterEntry.status == "active", 1), else_=0)).label("any_active"),
+            func.max(RosterEntry.name).label("name"),
+        )
+        .group_by(RosterEntry.elder_id)
+        .subquery("home")
+    )
+
+
+def _with_roster(source: Any, *extra: Any) -> Any:
+    """SELECT source's columns plus the elder's name, status at the point and the roster's
+    reason not to pay (NULL: allowed), as compute_from_records judges them."""
+    same = aliased(RosterEntry)
+    home = _home_roster()
+    c = source.c
+    roster_reason = case(
+        (and_(same.status.is_not(None), same.status != "active"), literal("ineligible")),
+        (and_(same.status.is_(None), home.c.any_active.is_(None)), literal("not_on_roster")),
+        (and_(same.status.is_(None), home.c.any_active == 0), literal("ineligible")),
+        else_=null(),
+    )
+    return (
+        select(
+            source,
+            func.coalesce(same.name, home.c.name, "").label("elder_name"),
+            func.coalesce(same.status, "").label("status"),
+            roster_reason.label("roster_reason"),
+            *extra,
+        )
+        .outerjoin(same, and_(same.point_id == c.point_id, same.elder_id == c.elder_id))
+        .outerjoin(home, home.c.elder_id == c.elder_id)
+    )
+
+
+def _reason(ok: bool, roster_reason: str | None, kind: int = CLEAN) -> str | None:
+    """The exception a record falls under, in compute_from_records' order, or None (clean)."""
+    if not ok:
+        return "unverified"
+    if roster_reason:
+        return roster_reason
+    return {MANUAL: "manual", FLAGGED: "flagged"}.get(kind)
+
+
+class _ClaimSettlement:
+    """compute() in its steps; `lines` accumulates the subsidised counts, `exceptions` the
+    records listed apart."""
+
+    def __init__(self, session: Session, month: str, scope: list[str] | None) -> None:
+        self.session = session
+        self.first, self.last = month_bounds(month)
+        self.periods = rate_periods(session, self.first, self.last)
+        self.scope = scope
+        self.merged: dict[tuple[str, str, str, str, Decimal | None], list[Any]] = {}
+        self.missing: set[tuple[str, str]] = set()
+        self.exceptions: list[_Row] = []
+        claim = MealClaim
+        self.in_month = and_(claim.service_date >= self.first, claim.service_date <= self.last)
+        dup = aliased(MealClaim, name="dup")
+        # Slots with a second clean record (the roaming duplicate): a few per thousand.
+        self.contested = (
+            select(dup.elder_id, dup.service, dup.slot, dup.service_date)
+            .where(dup.service_date >= self.first, dup.service_date <= self.last)
+            .where(dup.kind == CLEAN, ~dup.claimed)
+            .distinct()
+            .subquery("contested")
+        )
+        k = self.contested.c
+        self.on_contested = and_(
+            k.elder_id == claim.elder_id,
+            k.service == claim.service,
+            k.slot == claim.slot,
+            k.service_date == claim.service_date,
+        )
+        self.ok = case((claim.signature_ok.is_(True), 1), else_=0).label("ok")
+        self.columns = [
+            claim.record_id, claim.point_id, claim.elder_id, claim.service, claim.slot,
+            claim.service_date, claim.kind, claim.flags, self.ok,
+        ]  # fmt: skip
+
+    def in_scope(self, point_id: str) -> bool:
+        return self.scope is None or point_id in self.scope
+
+    def add_line(self, row: Any, n: int) -> None:
+        rate = self.periods[row.period].amount if row.period >= 0 else None
+        if rate is None:
+            self.missing.add((row.service, row.slot))
+        key = (row.point_id, row.elder_id, row.service, row.slot, rate)
+        self.merged.setdefault(key, [row.elder_name or "", 0])[1] += n
+
+    def uncontested(self) -> dict[tuple[str, str], tuple[str, str, str | None]]:
+        """The bulk in one grouped pass over the month's claims (no sort of records): lines
+        for the groups the roster and the signature allow; the others returned, per point
+        and elder, as (name, status, roster reason)."""
+        claim = MealClaim
+        period = _period_case(self.periods, claim.service, claim.slot, claim.service_date)
+        u = (
+            select(claim.point_id, claim.elder_id, claim.service, claim.slot,
+                   period.label("period"), self.ok)
+            .outerjoin(self.contested, self.on_contested)
+            .where(self.in_month, claim.claimed, self.contested.c.elder_id.is_(None))
+            .where(_scope(self.scope, claim.point_id))
+            .subquery("u")
+        ).c  # fmt: skip
+        keys = [u.point_id, u.elder_id, u.service, u.slot, u.period, u.ok]
+        groups = select(*keys, func.count().label("n")).group_by(*keys).subquery("g")
+        unpaid = {}
+        for row in self.session.execute(_with_roster(groups)):
+            if _reason(bool(row.ok), row.roster_reason) is None:
+                self.add_line(row, int(row.n))
+            else:
+                unpaid[(row.point_id, row.elder_id)] = (
+                    row.elder_name or "",
+                    row.status,
+                    row.roster_reason,
+                )
+        return unpaid
+
+    def ranked(self) -> set[str]:
+        """The contested slots' claims and every unclaimed record (duplicates, manual,
+        flagged), ranked like compute_from_records: clean first, then received first. Returns
+        the record ids handled."""
+        claim = MealClaim
+        part = union_all(
+            select(*self.columns).join(self.contested, self.on_contested)
+            .where(self.in_month, claim.claimed),
+            select(*self.columns).where(self.in_month, ~claim.claimed),
+        ).subquery("k")  # fmt: skip
+        r = part.c
+        period = _period_case(self.periods, r.service, r.slot, r.service_date).label("period")
+        handled: set[str] = set()
+        by_slot: dict[tuple[str, str, str, dt.date], list[Any]] = {}
+        for row in self.session.execute(_with_roster(part, period)):
+            handled.add(row.record_id)
+            reason = _reason(bool(row.ok), row.roster_reason, row.kind)
+            if reason is None:
+                by_slot.setdefault(
+                    (row.elder_id, row.service, row.slot, row.service_date), []
+                ).append(row)
+            elif self.in_scope(row.point_id):
+                self.exceptions.append(
+                    _Row(row.record_id, row.point_id, row.elder_id, row.elder_name,
+                         row.service, row.slot, row.service_date, reason, row.status, row.flags)
+                )  # fmt: skip
+        competing = [row.record_id for rows in by_slot.values() if len(rows) > 1 for row in rows]
+        received = dict(self._by_id(Record.received_at, competing))
+        for rows in by_slot.values():
+            rows.sort(key=lambda row: (received.get(row.record_id, ""), row.record_id))
+            for i, row in enumerate(rows):
+                if not self.in_scope(row.point_id):
+                    continue
+                if i == 0:
+                    self.add_line(row, 1)
+                    continue
+                self.exceptions.append(
+                    _Row(row.record_id, row.point_id, row.elder_id, row.elder_name,
+                         row.service, row.slot, row.service_date, None, row.status, row.flags,
+                         rows[0].point_id)
+                )  # fmt: skip
+        return handled
+
+    def unpaid_records(
+        self, unpaid: dict[tuple[str, str], tuple[str, str, str | None]], handled: set[str]
+    ) -> None:
+        """The records of the groups step 1 did not pay, fetched by elder (the claims' unique
+        index leads with it)."""
+        elders = sorted({elder for _, elder in unpaid})
+        for start in range(0, len(elders), IN_CHUNK):
+            chunk = elders[start : start + IN_CHUNK]
+            query = select(*self.columns).where(
+                self.in_month, MealClaim.claimed, MealClaim.elder_id.in_(chunk)
+            )
+            for row in self.session.execute(query):
+                info = unpaid.get((row.point_id, row.elder_id))
+                if info is None or row.record_id in handled or not self.in_scope(row.point_id):
+                    continue
+                reason = _reason(bool(row.ok), info[2])
+                if reason is not None:
+                    self.exceptions.append(
+                        _Row(row.record_id, row.point_id, row.elder_id, info[0], row.service,
+                             row.slot, row.service_date, reason, info[1], row.flags)
+                    )  # fmt: skip
+
+    def _by_id(self, column: Any, ids: list[str]) -> list[tuple[str, Any]]:
+        out: list[tuple[str, Any]] = []
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start : start + IN_CHUNK]
+            query = select(Record.record_id, column).where(Record.record_id.in_(chunk))
+            out.extend((rid, value) for rid, value in self.session.execute(query))
+        return out
+
+    def result(self, month: str) -> Settlement:
+        lines = [
+            Line(p, e, name, s, sl, rate, n, (rate or Decimal("0.00")) * n)
+            for (p, e, s, sl, rate), (name, n) in sorted(
+                self.merged.items(), key=lambda kv: (kv[0][:4], kv[0][4] or Decimal(0))
+            )
+        ]
+        manual = [row.record_id for row in self.exceptions if row.reason == "manual"]
+        bodies = dict(self._by_id(Record.body, manual))
+        rows = sorted(
+            self.exceptions,
+            key=lambda row: (row.point_id, row.service_date, row.elder_id, row.record_id),
+        )
+        exceptions = [_exception(row, bodies.get(row.record_id)) for row in rows]
+        exceptions += _late(self.session, self.first, self.scope)
+        return Settlement(
+            month, self.first, self.last, lines, exceptions, missing_rates=sorted(self.missing)
+        )
+
+
+def compute(session: Session, month: str, point_ids: Iterable[str] | None = None) -> Settlement:
+    """The settlement of an open month as the records stand now (scoped to `point_ids`;
+    duplicates are still judged county-wide), read from the claims ingest keeps.
+
+    1. Uncontested claims (no other clean record of their slot): grouped per point, elder,
+       service, slot, rate period and signature state in SQL, then joined with the rosters:
+       a group the roster and signature allow is a line; the records of the others are
+       fetched by elder and listed as exceptions.
+    2. Contested slots and the manual/flagged records: fetched with their roster state and
+       ranked here like compute_from_records ranks (clean first, then received first)."""
+    work = _ClaimSettlement(session, month, list(point_ids) if point_ids is not None else None)
+    unpaid = work.uncontested()
+    handled = work.ranked()
+    work.unpaid_records(unpaid, handled)
+    return work.result(month)
 
 
 def _exception(row: Any, body_text: str | None) -> ExceptionItem:

@@ -31,7 +31,7 @@ from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sync.platform.ingest import device_keys, raise_alert
-from sync.platform.tables import Device, Record
+from sync.platform.tables import Device, MealClaim, Record
 from sync.wire import record_message, verify
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,14 @@ def _key_for(
 def verify_pending(session: Session, now: dt.datetime, limit: int = BATCH) -> VerifyRound:
     """Check up to `limit` unchecked signatures in the caller's transaction."""
     query = (
-        select(Record.record_id, Record.device_id, Record.seq, Record.hash, Record.signature)
+        select(
+            Record.record_id,
+            Record.device_id,
+            Record.seq,
+            Record.hash,
+            Record.signature,
+            Record.service_date,
+        )
         .where(Record.signature_ok.is_(None))
         .order_by(Record.device_id, Record.seq)
         .limit(limit)
@@ -88,7 +95,9 @@ def verify_pending(session: Session, now: dt.datetime, limit: int = BATCH) -> Ve
     keys: dict[str, list[tuple[int, int | None, Ed25519PublicKey]]] = {}
     good: list[str] = []
     bad: list[str] = []
-    for record_id, device_id, seq, record_hash, signature in rows:
+    days: dict[str, dt.date] = {}
+    for record_id, device_id, seq, record_hash, signature, service_date in rows:
+        days[record_id] = service_date
         if device_id not in devices:
             device = session.get(Device, device_id)
             assert device is not None  # record.device_id is a foreign key
@@ -120,6 +129,17 @@ def verify_pending(session: Session, now: dt.datetime, limit: int = BATCH) -> Ve
                 update(Record).where(Record.record_id.in_(ids)).values(signature_ok=ok),
                 execution_options={"synchronize_session": False},
             )
+            # The settlement's copy in step, by its primary key (day, record).
+            by_day: dict[dt.date, list[str]] = {}
+            for record_id in ids:
+                by_day.setdefault(days[record_id], []).append(record_id)
+            for day, day_ids in by_day.items():
+                session.execute(
+                    update(MealClaim)
+                    .where(MealClaim.service_date == day, MealClaim.record_id.in_(day_ids))
+                    .values(signature_ok=ok),
+                    execution_options={"synchronize_session": False},
+                )
     return VerifyRound(len(rows), len(bad))
 
 

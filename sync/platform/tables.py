@@ -13,9 +13,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -144,6 +146,46 @@ class Record(PlatformBase):
     # The device signature: True verified, False forged (alerted), None not checked yet (the
     # deferred verifier's queue). Rows from before the column were verified at ingest.
     signature_ok: Mapped[bool | None] = mapped_column(Boolean, default=True, nullable=True)
+
+
+class MealClaim(PlatformBase):
+    """The settlement's narrow copy of every stored record, written in the same transaction as
+    the record (ingest; the deferred verifier keeps `signature_ok` in step).
+
+    `kind` is what the record itself says: 0 clean, 1 manual check-in, 2 flagged tap.
+    `claimed`: the first clean record the platform stored for an elder, service, slot and day
+    county-wide holds the slot (a partial unique index: two concurrent transactions claiming
+    the same slot conflict, and the loser's retry sees the claim); a later clean record of the
+    slot is stored unclaimed and is re-ranked with the claim by the settlement (the roaming
+    duplicate). Roster status and the signature are judged when the month is settled, so a
+    status change or a forgery found later still counts. ~70 bytes a row instead of ~710: the
+    settlement aggregates this instead of ranking the wide `record` table (docs/scale.md)."""
+
+    __tablename__ = "meal_claim"
+    __table_args__ = (
+        Index(
+            "uq_meal_claim_slot",
+            "elder_id",
+            "service",
+            "slot",
+            "service_date",
+            unique=True,
+            postgresql_where=text("claimed"),
+            sqlite_where=text("claimed"),
+        ),
+    )
+
+    # The month's rows are one range of the primary key (the settlement's scan).
+    service_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    point_id: Mapped[str] = mapped_column(String(64))
+    elder_id: Mapped[str] = mapped_column(String(64))
+    service: Mapped[str] = mapped_column(String(16))
+    slot: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[int] = mapped_column(SmallInteger)
+    claimed: Mapped[bool] = mapped_column(Boolean)
+    flags: Mapped[str] = mapped_column(Text, default="")
+    signature_ok: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class CheckpointRow(PlatformBase):
