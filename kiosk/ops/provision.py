@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sys
 from base64 import b64decode
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from kiosk.secret_files import SecretFileError, create_private_file, read_private_file
 from sync.signing import load_device_key, load_or_generate_device_key
 from sync.wire import b64encode, enrolment_message
 
@@ -51,16 +51,15 @@ def fingerprint(public_key_b64: str) -> str:
     return "-".join(digest[i : i + 4] for i in range(0, len(digest), 4))
 
 
-def _write_secret(path: Path, text: str) -> None:
-    """Atomically, 0600 from creation: a token is never readable by others, not even briefly."""
-    partial = path.with_name(path.name + ".partial")
-    partial.unlink(missing_ok=True)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    partial.replace(path)
+def _read_secret(path: Path) -> bytes | None:
+    """A secret file's bytes, None if absent; a symlink or a file others may read is refused
+    (kiosk.secret_files), never read through."""
+    try:
+        return read_private_file(path)
+    except FileNotFoundError:
+        return None
+    except SecretFileError as exc:
+        raise ProvisionError(str(exc)) from None
 
 
 def read_code(source: str) -> str:
@@ -102,18 +101,18 @@ def provision(
     if key_path.exists() and key_path.stat().st_size == 0:
         key_path.unlink()
     if not key_path.exists() and adopt_key is not None and adopt_key.is_file():
-        adopted = load_device_key(adopt_key)  # refuses a key readable by others
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(adopt_key.read_bytes())
-            fh.flush()
-            os.fsync(fh.fileno())
+        adopted = load_device_key(adopt_key)  # refuses a key that is not one
+        raw = _read_secret(adopt_key)  # the bytes checked are the bytes copied
+        if raw is None:
+            raise ProvisionError(f"the data directory's device key {adopt_key} vanished")
+        create_private_file(key_path, raw)
         log.info("adopted the data directory's device key %s", adopted.public_key_b64)
     key = load_or_generate_device_key(key_path)
     result = Provisioned(
         device_id, point_id, platform, fingerprint(key.public_key_b64), credentials_dir, False
     )
-    if token_path.exists() and token_path.read_text().strip():
+    held = _read_secret(token_path)
+    if held is not None and held.strip():
         return result  # already provisioned: nothing to do, nothing overwritten
 
     code = enrolment_code.strip()
@@ -147,7 +146,8 @@ def provision(
         token = str(resp.json()["token"])
     except (ValueError, KeyError, TypeError):
         raise ProvisionError("the platform's answer has no device token") from None
-    _write_secret(token_path, token)
+    # 0600 from creation, renamed into place: never readable by others, not even briefly.
+    create_private_file(token_path, (token + "\n").encode())
     return Provisioned(
         device_id, point_id, platform, result.fingerprint, credentials_dir, newly_registered=True
     )

@@ -170,3 +170,28 @@ def test_doctor_checks_platform_clock_and_credentials(
     (forged / "device-token").chmod(0o600)  # private, just not the platform's
     bad = doctor(forged)
     assert "credentials" in bad.stdout and "auth" in bad.stdout, bad.stdout
+
+
+def test_a_token_file_others_could_swap_or_read_is_refused(
+    tmp_path: Path, sqlite_platform: Platform
+) -> None:
+    """The credentials are read like every secret (kiosk.secret_files): a token that is a
+    symlink (anyone who can point it elsewhere decides what "already provisioned" means) or
+    that others may read is refused with what to do, not taken as provisioned."""
+    cred = tmp_path / "cred"
+    cred.mkdir(mode=0o700)
+    elsewhere = tmp_path / "planted-token"
+    elsewhere.write_text("planted\n")
+    (cred / "device-token").symlink_to(elsewhere)
+    text = config_for("t-" + uuid.uuid4().hex[:8])
+    linked = provision(tmp_path, sqlite_platform, "WHATEVER", config_text=text)
+    assert linked.returncode == 1, linked.stdout
+    assert "is a symlink" in linked.stderr
+    assert "already provisioned" not in linked.stdout
+
+    (cred / "device-token").unlink()
+    (cred / "device-token").write_text("old-token\n")
+    (cred / "device-token").chmod(0o644)
+    readable = provision(tmp_path, sqlite_platform, "WHATEVER", config_text=text)
+    assert readable.returncode == 1, readable.stdout
+    assert "chmod 600" in readable.stderr
