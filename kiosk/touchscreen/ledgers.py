@@ -17,7 +17,7 @@ import calendar
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
@@ -27,6 +27,7 @@ from models.db import Store
 from models.tables import AuditEvent, Caregiver, FoodSample, SafetyInspection
 
 SAMPLE_KEEP_HOURS = 48
+Entry = TypeVar("Entry", FoodSample, SafetyInspection)  # a ledger's one entry per key
 # The weekly checklist, in the order a caregiver walks through the building.
 INSPECTION_ITEMS = {
     "building": "房屋建筑（墙、顶、地面无裂缝、漏水）",
@@ -125,6 +126,29 @@ def _audit(session: Any, at: dt.datetime, kind: str, **detail: Any) -> None:
     session.add(AuditEvent(at=at, kind=kind, detail=json.dumps(detail, ensure_ascii=False)))
 
 
+def _save(
+    store: Store,
+    model: type[Entry],
+    key: dict[str, Any],
+    values: dict[str, Any],
+    now: dt.datetime,
+    audit_kind: str,
+    **audit: Any,
+) -> None:
+    """Write the one entry for `key` (a day's slot, a week): a second entry is a correction
+    that replaces the first, is audited as such, and goes up again with the next heartbeat."""
+    with store.write() as s:
+        row = s.scalar(select(model).filter_by(**key))
+        replaced = row is not None
+        if row is None:
+            row = model(**key)
+            s.add(row)
+        for name, value in values.items():
+            setattr(row, name, value)
+        row.uploaded_at = None
+        _audit(s, now, audit_kind, **audit, replaced=replaced)
+
+
 def record_sample(
     store: Store,
     *,
@@ -145,28 +169,24 @@ def record_sample(
     note = _text(note, "备注", required=not sample_kept)
     if at > now + dt.timedelta(minutes=5):
         raise LedgerError("留样时间不能晚于现在")
-    with store.write() as s:
-        row = s.scalar(
-            select(FoodSample).where(
-                FoodSample.service_date == service_date, FoodSample.slot == slot
-            )
-        )
-        replaced = row is not None
-        if row is None:
-            row = FoodSample(service_date=service_date, slot=slot)
-            s.add(row)
-        row.dishes, row.sample_kept, row.note = dishes, sample_kept, note
-        row.caregiver_id, row.at, row.uploaded_at = caregiver_id, at, None
-        _audit(
-            s,
-            now,
-            "food_sample",
-            date=service_date.isoformat(),
-            slot=slot,
-            caregiver=caregiver_id,
-            kept=sample_kept,
-            replaced=replaced,
-        )
+    _save(
+        store,
+        FoodSample,
+        {"service_date": service_date, "slot": slot},
+        {
+            "dishes": dishes,
+            "sample_kept": sample_kept,
+            "note": note,
+            "caregiver_id": caregiver_id,
+            "at": at,
+        },
+        now,
+        "food_sample",
+        date=service_date.isoformat(),
+        slot=slot,
+        caregiver=caregiver_id,
+        kept=sample_kept,
+    )
 
 
 def record_inspection(
@@ -188,23 +208,23 @@ def record_inspection(
     fixed = _text(fixed, "整改情况")
     monday = week_start(day)
     body = json.dumps({k: checks[k] for k in INSPECTION_ITEMS})
-    with store.write() as s:
-        row = s.scalar(select(SafetyInspection).where(SafetyInspection.week_start == monday))
-        replaced = row is not None
-        if row is None:
-            row = SafetyInspection(week_start=monday)
-            s.add(row)
-        row.checks, row.problems, row.fixed = body, problems, fixed
-        row.caregiver_id, row.at, row.uploaded_at = caregiver_id, now, None
-        _audit(
-            s,
-            now,
-            "safety_inspection",
-            week=monday.isoformat(),
-            caregiver=caregiver_id,
-            problems=found,
-            replaced=replaced,
-        )
+    _save(
+        store,
+        SafetyInspection,
+        {"week_start": monday},
+        {
+            "checks": body,
+            "problems": problems,
+            "fixed": fixed,
+            "caregiver_id": caregiver_id,
+            "at": now,
+        },
+        now,
+        "safety_inspection",
+        week=monday.isoformat(),
+        caregiver=caregiver_id,
+        problems=found,
+    )
 
 
 def _names(session: Any) -> dict[str, str]:
