@@ -57,6 +57,24 @@ def _serve(args: argparse.Namespace) -> int:
         signatures=args.signatures,
         signature_interval_s=args.signature_interval,
     )
+    if args.workers > 1:
+        from sqlalchemy.orm import sessionmaker
+
+        from sync.platform.app import make_platform_engine, prepare_database
+        from sync.platform.routers.admin import ensure_admin
+        from sync.platform.state import PlatformState
+        from sync.platform.workers import serve_workers
+
+        engine = make_platform_engine(args.db)
+        prepare_database(engine)  # once, before the workers start
+        if admin_token:
+            ensure_admin(
+                PlatformState(sessionmaker(engine), key, limits=limits), "admin", admin_token
+            )
+        engine.dispose()
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        serve_workers(args.db, args.key, limits, args.host, args.port, args.workers, level)
+        return 0
     app = create_platform_app(args.db, key, admin_token, limits=limits)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
     return 0
@@ -156,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--signature-interval", type=float, default=1.0,
         help="seconds between deferred verifier rounds (0: no verifier in this process)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--workers", type=int, default=1,
+        help="request processes (PostgreSQL; >1 also moves the completeness sweep and the "
+        "deferred verifier to a background process of their own)",
     )  # fmt: skip
     serve.add_argument("--log-level", default=argparse.SUPPRESS)
     settle = sub.add_parser("settle", help="write a month's settlement as XLSX (reads the DB)")

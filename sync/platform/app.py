@@ -93,6 +93,13 @@ def _sweeper(state: PlatformState, stop: threading.Event) -> None:
             log.exception("completeness sweep failed")
 
 
+def prepare_database(engine: Engine) -> None:
+    """Bring the schema up to date: once per start, before any request."""
+    schema_upgrade.upgrade(engine)  # columns added since an older reference platform
+    PlatformBase.metadata.create_all(engine)
+    signature_check.ensure_index(engine)  # the deferred verifier's queue
+
+
 def create_platform_app(
     database_url: str,
     platform_key: Ed25519PrivateKey,
@@ -101,6 +108,7 @@ def create_platform_app(
     clock: Callable[[], dt.datetime] = now_utc,
     limits: Limits | None = None,
     admin_name: str = "admin",
+    prepare: bool = True,
 ) -> FastAPI:
     """The platform app; creates its tables if missing (the reference server has no migrations).
 
@@ -108,9 +116,8 @@ def create_platform_app(
     bootstrap county administrator `admin_name`; only its SHA-256 is stored.
     """
     engine = make_platform_engine(database_url)
-    schema_upgrade.upgrade(engine)  # columns added since an older reference platform
-    PlatformBase.metadata.create_all(engine)
-    signature_check.ensure_index(engine)  # the deferred verifier's queue
+    if prepare:  # False in the workers of a multi-process platform: the parent did it once
+        prepare_database(engine)
     state = PlatformState(
         sessions=sessionmaker(engine, expire_on_commit=False),
         platform_key=platform_key,
