@@ -121,6 +121,9 @@ def test_manual_visitor_found_by_pinyin_and_card_recorded_manual_and_visitor(
             ("manual", "visitor", "forgot_card", "C001")
         ]
         assert s.get(Elder, VISITOR[0]).status == "visitor"  # type: ignore[union-attr]
+    # Now also a local row (status visitor): still listed once, as a visitor.
+    listed = client.get("/manual", params={"q": "WWD"}).text
+    assert listed.count('value="V0001"') == 1 and "来自东村助餐点" in listed
     body = client.get("/api/headcount").json()
     assert (body["local"], body["visitors"]) == (0, 1)
     assert body["recent"][0]["method_label"] == "人工"
