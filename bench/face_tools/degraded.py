@@ -37,11 +37,40 @@ NOISES = (0.0, 5.0, 10.0)
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """One combination of degradations: what a given camera, room and distance give."""
+
+    face_width: int  # px of the face after scaling
+    quality: int  # JPEG
+    sigma: float  # Gaussian blur, px at the degraded size
+    exposure: str  # normal | dark | backlit
+    noise: float  # grey levels (standard deviation)
+
+    def __str__(self) -> str:
+        return (
+            f"face {self.face_width}px q{self.quality} blur {self.sigma} {self.exposure} "
+            f"noise {self.noise:.0f}"
+        )
+
+
+@dataclass(frozen=True)
 class Degraded:
     person: str
     source: str  # photo path relative to the data folder
     recipe: str  # what was done, for the report
     image: NDArray[np.uint8]  # RGB
+    params: Recipe | None = None
+    face_width: int = 0  # of the source photo at full size
+
+
+def choose_recipe(rng: np.random.Generator) -> Recipe:
+    return Recipe(
+        face_width=int(rng.choice(FACE_WIDTHS)),
+        quality=int(rng.choice(JPEG_QUALITIES)),
+        sigma=float(rng.choice(BLURS)),
+        exposure=str(rng.choice(EXPOSURES)),
+        noise=float(rng.choice(NOISES)),
+    )
 
 
 def degrade(
@@ -49,12 +78,31 @@ def degrade(
 ) -> tuple[NDArray[np.uint8], str]:
     """One random degradation of a photo whose face is `face_width` px wide at full size...
     scaled so it becomes one of FACE_WIDTHS."""
-    target = int(rng.choice(FACE_WIDTHS))
-    quality = int(rng.choice(JPEG_QUALITIES))
-    sigma = float(rng.choice(BLURS))
-    exposure = str(rng.choice(EXPOSURES))
-    noise = float(rng.choice(NOISES))
-    factor = min(1.0, target / face_width)
+    recipe = choose_recipe(rng)
+    return apply_recipe(image_rgb, face_width, recipe, rng), str(recipe)
+
+
+def apply_recipe(
+    image_rgb: NDArray[np.uint8],
+    face_width: int,
+    recipe: Recipe,
+    rng: np.random.Generator,
+    shift: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0),
+) -> NDArray[np.uint8]:
+    """`recipe` applied to the photo; `shift` (dx, dy in px of the full-size photo, roll in
+    degrees, scale) moves the photo a little first, as a head moves between camera frames."""
+    dx, dy, roll, zoom = shift
+    if shift != (0.0, 0.0, 0.0, 1.0):
+        h, w = image_rgb.shape[:2]
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), roll, zoom)
+        matrix[:, 2] += np.array([dx, dy])
+        image_rgb = np.asarray(
+            cv2.warpAffine(image_rgb, matrix, (w, h), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT),
+            dtype=np.uint8,
+        )  # fmt: skip
+    factor = min(1.0, recipe.face_width / face_width)
+    sigma, exposure, noise, quality = recipe.sigma, recipe.exposure, recipe.noise, recipe.quality
     img = cv2.resize(image_rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
     out: NDArray[np.float32] = np.asarray(img, dtype=np.float32)
     if exposure == "dark":  # a dim room: little light, the camera's gain lifts the noise
@@ -74,8 +122,7 @@ def degrade(
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     decoded = cv2.cvtColor(np.asarray(cv2.imdecode(jpeg, cv2.IMREAD_COLOR)), cv2.COLOR_BGR2RGB)
-    recipe = f"face {target}px q{quality} blur {sigma} {exposure} noise {noise:.0f}"
-    return np.asarray(decoded, dtype=np.uint8), recipe
+    return np.asarray(decoded, dtype=np.uint8)
 
 
 def build(faces: Path, variants: int = 6, seed: int = 15) -> list[Degraded]:
@@ -92,6 +139,28 @@ def build(faces: Path, variants: int = 6, seed: int = 15) -> list[Degraded]:
             if not boxes:
                 raise ValueError(f"no face in {rel}")
             for _ in range(variants):
-                image, recipe = degrade(rgb, boxes[0].width, rng)
-                out.append(Degraded(person, rel, recipe, image))
+                recipe = choose_recipe(rng)
+                image = apply_recipe(rgb, boxes[0].width, recipe, rng)
+                out.append(Degraded(person, rel, str(recipe), image, recipe, boxes[0].width))
+    return out
+
+
+def visit_frames(faces: Path, item: Degraded, frames: int, seed: int) -> list[NDArray[np.uint8]]:
+    """More camera frames of the same visit as `item`: the same recipe (camera, room,
+    distance), each with fresh sensor noise and the head moved a little (a few px, 2° of
+    roll, 3 % of scale). Frames of one visit share their hard condition: a dark room stays
+    dark, which is why several frames help less than independent tries would."""
+    if item.params is None:
+        raise ValueError("an item built by `build` is needed (it carries its recipe)")
+    bgr = cv2.imread(str(faces / item.source), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"cannot read {faces / item.source}")
+    rgb = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(frames):
+        px = 0.03 * item.face_width
+        shift = (float(rng.uniform(-px, px)), float(rng.uniform(-px, px)),
+                 float(rng.uniform(-2, 2)), float(rng.uniform(0.97, 1.03)))  # fmt: skip
+        out.append(apply_recipe(rgb, item.face_width, item.params, rng, shift))
     return out

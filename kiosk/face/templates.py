@@ -144,6 +144,7 @@ class StoredTemplate:
     id: int
     elder_id: str
     encoding: NDArray[np.float32]
+    source: str = ""  # file | camera | screen | adapt, "+aug" for augmented views
 
 
 class TemplateStore:
@@ -166,7 +167,7 @@ class TemplateStore:
     def _decode(self, rows: list[FaceTemplate]) -> list[StoredTemplate]:
         self._check_key(rows)
         return [
-            StoredTemplate(r.id, r.elder_id, decrypt(self.key, r.elder_id, r.encoding))
+            StoredTemplate(r.id, r.elder_id, decrypt(self.key, r.elder_id, r.encoding), r.source)
             for r in rows
         ]
 
@@ -211,10 +212,14 @@ class TemplateStore:
             )
         return self._decode(rows)
 
-    def count(self, elder_id: str | None = None) -> int:
+    def count(self, elder_id: str | None = None, augmented: bool = True) -> int:
+        """Active templates; `augmented=False` leaves out the derived views of enrolment
+        images (source `...+aug`, kiosk.face.augment), which the per-elder limit ignores."""
         query = _active(select(func.count()).select_from(FaceTemplate))
         if elder_id is not None:
             query = query.where(FaceTemplate.elder_id == elder_id)
+        if not augmented:
+            query = query.where(FaceTemplate.source.not_like("%+aug"))
         with self.store.read() as session:
             return int(session.scalar(query) or 0)
 

@@ -1,0 +1,310 @@
+"""False rejects on the degraded set: score distributions, ROC, template augmentation, visits.
+
+    python -m bench.face_tools.degraded_frr [--faces DIR] [--visit-frames 10] [--seed 15]
+
+The degraded set and the enrolment protocol are those of `bench.face_tools.enrol_gates`
+(bench/face_tools/degraded.py; each person enrols from the first two variants of one source
+photo that pass the kiosk's gates, `judge_face`; probes are all variants of their other
+photos, never gated; strangers are the crowd/ faces, Lin and the child of
+obama_and_biden.jpg). Nothing is left out of the counts: a probe where no face is found is
+a false reject.
+
+Reported, for each way of making templates (`TEMPLATES`):
+  * genuine distances (probe -> own elder's nearest template) and impostor distances
+    (probe -> every other elder, stranger -> every elder), as percentiles;
+  * per-frame FR / FA at thresholds 0.45-0.56 (margin 0.08) on the degraded set, and on the
+    clean photos (templates from train/, every test face and train photo leave-one-out);
+  * per visit: `--visit-frames` camera frames of each genuine probe (the same recipe, fresh
+    noise, the head moved a little: degraded.visit_frames), decided by the worker's rule,
+    2 of the last 3 frames, and by "any single frame".
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bench.face_tools.dataset import FaceSample, find_face_data, load_rgb, load_samples
+from bench.face_tools.degraded import Degraded, build, visit_frames
+from kiosk.face.augment import augmented_encodings
+from kiosk.face.detect import FaceBox, Image, detect_faces
+from kiosk.face.encode import encode_face, encode_face_with_points
+from kiosk.face.enrol import fit_photo, judge_face, measure_face
+from kiosk.face.matcher import DEFAULT_MIN_MARGIN, FaceMatcher, Match
+
+log = logging.getLogger(__name__)
+
+THRESHOLDS = [0.45, 0.46, 0.47, 0.48, 0.50, 0.52, 0.54, 0.56]
+Encoding = NDArray[np.float32]
+
+
+@dataclass
+class Shot:
+    """One degraded photo as enrolment (or a camera) sees it."""
+
+    item: Degraded
+    image: Image | None = None
+    box: FaceBox | None = None
+    encoding: Encoding | None = None
+    gate_ok: bool = False
+    visit: list[Encoding | None] = field(default_factory=list)
+
+
+def shoot(item: Degraded) -> Shot:
+    image = fit_photo(item.image)
+    boxes = detect_faces(image, scale=1.0, upsample=1)
+    shot = Shot(item, image)
+    if not boxes:
+        return shot
+    shot.box = boxes[0]
+    shot.encoding, points = encode_face_with_points(image, boxes[0])
+    shot.gate_ok = len(boxes) == 1 and judge_face(measure_face(image, boxes[0], points)) is None
+    return shot
+
+
+def _encode(image: Image, box: FaceBox) -> Encoding:
+    return encode_face(image, box)
+
+
+def _jittered(image: Image, box: FaceBox) -> Encoding:
+    return encode_face(image, box, num_jitters=10)
+
+
+# How templates are made from one enrolment image (image, box, its plain encoding).
+TemplateMaker = Callable[[Image, FaceBox, Encoding], list[Encoding]]
+TEMPLATES: dict[str, TemplateMaker] = {
+    "enrolment encoding only (before)": lambda im, b, e: [e],
+    "+ the same encoded with 10 jitters": lambda im, b, e: [e, _jittered(im, b)],
+    "encoded with 10 jitters instead": lambda im, b, e: [_jittered(im, b)],
+    "+ 4 augmented views (kiosk.face.augment): shipped": lambda im, b, e: [
+        e,
+        *(enc for _, enc, _ in augmented_encodings(im, b, _encode)),
+    ],
+    "+ 4 augmented views + 10 jitters": lambda im, b, e: [
+        e,
+        _jittered(im, b),
+        *(enc for _, enc, _ in augmented_encodings(im, b, _encode)),
+    ],
+}
+SHIPPED = "+ 4 augmented views (kiosk.face.augment): shipped"
+
+
+def enrol(
+    shots: list[Shot], make: TemplateMaker
+) -> tuple[dict[str, list[Encoding]], dict[str, str]]:
+    templates: dict[str, list[Encoding]] = {}
+    sources: dict[str, str] = {}
+    for person in dict.fromkeys(s.item.person for s in shots):
+        mine = [s for s in shots if s.item.person == person]
+        for source in dict.fromkeys(s.item.source for s in mine):
+            passing = [s for s in mine if s.item.source == source and s.gate_ok]
+            if len(passing) >= 2:
+                templates[person] = [
+                    t
+                    for s in passing[:2]
+                    if s.image is not None and s.box is not None and s.encoding is not None
+                    for t in make(s.image, s.box, s.encoding)
+                ]
+                sources[person] = source
+                break
+    return templates, sources
+
+
+def _matcher(templates: dict[str, list[Encoding]], threshold: float) -> FaceMatcher:
+    matcher = FaceMatcher(threshold, DEFAULT_MIN_MARGIN)
+    matcher.set_roster((p, e) for p, encs in templates.items() for e in encs)
+    return matcher
+
+
+def _accepts(matcher: FaceMatcher, encoding: Encoding | None, person: str) -> bool:
+    if encoding is None:
+        return False
+    decision = matcher.match(encoding)
+    return isinstance(decision, Match) and decision.elder_id == person
+
+
+@dataclass
+class Scores:
+    genuine: list[float]  # probe -> own elder (inf: no face found)
+    impostor: list[float]  # probe -> each other elder; stranger -> each elder
+    rates: dict[float, tuple[int, int, int, int]]  # threshold -> FR, genuine, FA, trials
+    visits: dict[float, tuple[int, int, int, int]]  # -> any-frame FR, 2-of-3 FR, visits, FA frames
+    frames: dict[float, tuple[int, int]]  # threshold -> visit frames rejected, visit frames
+
+
+def _nearest(templates: list[Encoding], encoding: Encoding) -> float:
+    return float(np.min(np.linalg.norm(np.asarray(templates) - encoding, axis=1)))
+
+
+def score(
+    shots: list[Shot], strangers: list[Encoding], make: TemplateMaker, with_visits: bool
+) -> Scores:
+    templates, sources = enrol(shots, make)
+    probes = [s for s in shots if sources.get(s.item.person) != s.item.source]
+    genuine, impostor = [], []
+    for s in probes:
+        if s.item.person not in templates:
+            continue
+        genuine.append(
+            math.inf if s.encoding is None else _nearest(templates[s.item.person], s.encoding)
+        )
+        if s.encoding is not None:
+            impostor += [
+                _nearest(t, s.encoding) for p, t in templates.items() if p != s.item.person
+            ]
+    for enc in strangers:
+        impostor += [_nearest(t, enc) for t in templates.values()]
+    rates, visits, frames = {}, {}, {}
+    for threshold in THRESHOLDS:
+        matcher = _matcher(templates, threshold)
+        fr = fa = n = trials = 0
+        any_fr = agree_fr = n_visits = frames_fr = n_frames = visit_fa = 0
+        for s in probes:
+            enrolled = s.item.person in templates
+            decision = matcher.match(s.encoding) if s.encoding is not None else None
+            if enrolled:
+                n += 1
+                fr += not _accepts(matcher, s.encoding, s.item.person)
+            trials += len(templates) - enrolled
+            if isinstance(decision, Match) and decision.elder_id != s.item.person:
+                fa += 1
+            if enrolled and with_visits and s.visit:
+                ok = [_accepts(matcher, e, s.item.person) for e in s.visit]
+                n_visits += 1
+                any_fr += not any(ok)
+                agree_fr += not any(sum(ok[i : i + 3]) >= 2 for i in range(len(ok) - 2))
+                frames_fr += ok.count(False)
+                n_frames += len(ok)
+                visit_fa += sum(
+                    isinstance(d, Match) and d.elder_id != s.item.person
+                    for d in (matcher.match(e) for e in s.visit[1:] if e is not None)
+                )
+        for enc in strangers:
+            trials += len(templates)
+            fa += isinstance(matcher.match(enc), Match)
+        rates[threshold] = (fr, n, fa, trials)
+        visits[threshold] = (any_fr, agree_fr, n_visits, visit_fa)
+        frames[threshold] = (frames_fr, n_frames)
+    return Scores(genuine, impostor, rates, visits, frames)
+
+
+def clean_rates(
+    samples: list[FaceSample], faces: Path, make: TemplateMaker
+) -> tuple[dict[float, tuple[int, int, int]], float, float]:
+    """FR, genuine, FA per threshold on the clean photos (train/ templates, leave-one-out),
+    the worst genuine and the nearest impostor distance."""
+    train = [s for s in samples if s.role == "train"]
+    made = [
+        (s.label, s.image, t)
+        for s in train
+        for t in make(load_rgb(faces / s.image), s.box, s.encoding)
+    ]
+    worst, nearest_impostor = 0.0, math.inf
+    out = {}
+    for threshold in THRESHOLDS:
+        fr = n = fa = 0
+        for probe in samples:
+            roster = [(who, t) for who, image, t in made if image != probe.image]
+            matcher = FaceMatcher(threshold, DEFAULT_MIN_MARGIN)
+            matcher.set_roster(roster)
+            decision = matcher.match(probe.encoding)
+            known = probe.label is not None and any(who == probe.label for who, _ in roster)
+            if known:
+                n += 1
+                fr += not (isinstance(decision, Match) and decision.elder_id == probe.label)
+            if isinstance(decision, Match) and decision.elder_id != probe.label:
+                fa += 1
+            if threshold == THRESHOLDS[0]:
+                for who, t in roster:
+                    d = float(np.linalg.norm(t - probe.encoding))
+                    if who == probe.label:
+                        continue
+                    nearest_impostor = min(nearest_impostor, d)
+                if known:
+                    own = min(float(np.linalg.norm(t - probe.encoding)) for w, t in roster
+                              if w == probe.label)  # fmt: skip
+                    worst = max(worst, own)
+        out[threshold] = (fr, n, fa)
+    return out, worst, nearest_impostor
+
+
+def _pct(values: list[float]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    p = np.percentile(finite, [0, 5, 50, 95, 100])
+    missing = len(values) - len(finite)
+    return (f"{len(values)} | {p[0]:.3f} | {p[1]:.3f} | {p[2]:.3f} | {p[3]:.3f} | {p[4]:.3f}"
+            + (f" (+{missing} no face)" if missing else ""))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--faces", type=Path, default=None)
+    parser.add_argument("--variants", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=15, help="15 is the calibration set")
+    parser.add_argument("--visit-frames", type=int, default=10, help="0: no visits")
+    parser.add_argument("--only", default=None, help="one TEMPLATES name (substring)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    faces = find_face_data(args.faces)
+    if faces is None:
+        raise SystemExit("face photos not found (../shared/faces or $KIOSK_FACE_DATA)")
+    items = build(faces, args.variants, args.seed)
+    shots = [shoot(item) for item in items]
+    samples = load_samples(faces)
+    strangers = [s.encoding for s in samples if s.role == "stranger"]
+    if args.visit_frames > 1:
+        _, sources = enrol(shots, TEMPLATES["enrolment encoding only (before)"])
+        for n, s in enumerate(shots):
+            if s.item.person in sources and sources[s.item.person] != s.item.source:
+                s.visit = [s.encoding]
+                for frame in visit_frames(faces, s.item, args.visit_frames - 1, seed=1000 + n):
+                    image = fit_photo(frame)
+                    boxes = detect_faces(image, scale=1.0, upsample=1)
+                    s.visit.append(encode_face(image, boxes[0]) if boxes else None)
+    dist = [
+        "| templates | pairs | n | min | p5 | median | p95 | max |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    roc = ["| templates | set | " + " | ".join(f"{t:.2f}" for t in THRESHOLDS) + " |",
+           "|---|---|" + "---|" * len(THRESHOLDS)]  # fmt: skip
+    for name, make in TEMPLATES.items():
+        if args.only and args.only not in name:
+            continue
+        sc = score(shots, strangers, make, args.visit_frames > 1)
+        dist.append(f"| {name} | genuine | {_pct(sc.genuine)} |")
+        dist.append(f"| {name} | impostor | {_pct(sc.impostor)} |")
+        roc.append(f"| {name} | degraded, per frame: FR/{sc.rates[THRESHOLDS[0]][1]} · "
+                   f"FA/{sc.rates[THRESHOLDS[0]][3]} | "
+                   + " | ".join(f"{r[0]} · {r[2]}" for r in sc.rates.values()) + " |")  # fmt: skip
+        if args.visit_frames > 1:
+            n_visits = sc.visits[THRESHOLDS[0]][2]
+            roc.append(f"| {name} | degraded, per visit of {args.visit_frames} frames, "
+                       f"2 of 3: FR/{n_visits} | "
+                       + " | ".join(str(v[1]) for v in sc.visits.values()) + " |")  # fmt: skip
+            roc.append(f"| {name} | degraded, per visit, any 1 frame: FR/{n_visits} | "
+                       + " | ".join(str(v[0]) for v in sc.visits.values()) + " |")  # fmt: skip
+            cells = [
+                f"{f[0]} · {v[3]}"
+                for f, v in zip(sc.frames.values(), sc.visits.values(), strict=True)
+            ]
+            n_frames = sc.frames[THRESHOLDS[0]][1]
+            roc.append(
+                f"| {name} | degraded, visit frames: FR/{n_frames} · FA | {' | '.join(cells)} |"
+            )
+        clean, worst, nearest = clean_rates(samples, faces, make)
+        roc.append(f"| {name} | clean photos + crowd: FR/{clean[THRESHOLDS[0]][1]} · FA "
+                   f"(worst genuine {worst:.3f}, nearest impostor {nearest:.3f}) | "
+                   + " | ".join(f"{r[0]} · {r[2]}" for r in clean.values()) + " |")  # fmt: skip
+        log.info("done: %s", name)
+    log.info("%s\n\n%s", "\n".join(dist), "\n".join(roc))
+
+
+if __name__ == "__main__":
+    main()
