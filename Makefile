@@ -121,7 +121,8 @@ bench: setup
 # One folder per flags set, so a wheel built with other flags is never reused.
 DLIB_VERSION := 20.0.1
 WHEEL_CACHE := $(HOME)/.cache/haolinju-kiosk/wheels
-DLIB_ARCH := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && echo x86-64-v3 || uname -m)
+# x86-64-v3 only where /proc/cpuinfo shows all of it (AVX2, FMA, BMI2...): systemd/dlib-wheel.sh.
+DLIB_ARCH := $(shell . $(CURDIR)/systemd/dlib-wheel.sh && dlib_blas_arch /proc/cpuinfo)
 DLIB_WHEELS := $(WHEEL_CACHE)/blas-$(DLIB_ARCH)-nogui
 DLIB_CXXFLAGS := $(if $(filter x86-64-v3,$(DLIB_ARCH)),-march=x86-64-v3)
 dlib-blas: venv

@@ -58,6 +58,17 @@ else
   [ -x "$UV" ] || { echo "uv is not installed (make uv, or use --bundle)" >&2; exit 1; }
 fi
 
+# Which OpenBLAS dlib this CPU can run (x86-64-v3 wheels need AVX2/FMA): systemd/dlib-wheel.sh
+# of the release being installed (this script's own copy for a bundle made before it existed).
+dlib_lib=$SRC/systemd/dlib-wheel.sh
+[ -f "$dlib_lib" ] || dlib_lib=$(dirname "$0")/dlib-wheel.sh
+# shellcheck source-path=SCRIPTDIR source=dlib-wheel.sh
+. "$dlib_lib"
+dlib_wheel=""
+if [ -n "$BUNDLE" ] && [ "$BLAS" = 1 ]; then
+  dlib_wheel=$(bundle_dlib_wheel "$WHEELS")
+fi
+
 step "Debian packages"
 if [ -n "$BUNDLE" ]; then
   # The bundle's debs/ is a flat apt repository (Packages made by make-bundle.sh) holding the
@@ -70,7 +81,7 @@ if [ -n "$BUNDLE" ]; then
     -o APT::Sandbox::User=root -o APT::Get::List-Cleanup=0)
   apt-get "${apt_opts[@]}" update -qq
   extra=""
-  if [ "$BLAS" = 1 ] && ls "$WHEELS"/dlib-*.whl >/dev/null 2>&1; then extra=libopenblas0; fi
+  if [ -n "$dlib_wheel" ]; then extra=libopenblas0; fi
   # shellcheck disable=SC2086  # word lists on purpose
   DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends \
     $RUNTIME_PACKAGES $extra >/dev/null
@@ -117,10 +128,12 @@ if [ -n "$BUNDLE" ]; then
     --no-deps -r "$UNPACK/requirements.txt"
   "$UV" pip install --quiet --python "$NEW/.venv/bin/python" --no-index --no-deps \
     "$WHEELS"/haolinju_kiosk-*.whl
-  dlib_wheel=$(find "$WHEELS" -name 'dlib-*.whl' | head -n 1)
-  if [ "$BLAS" = 1 ] && [ -n "$dlib_wheel" ]; then
+  if [ -n "$dlib_wheel" ]; then
+    echo "dlib: the bundle's OpenBLAS build $(basename "$(dirname "$dlib_wheel")")"
     "$UV" pip uninstall --quiet --python "$NEW/.venv/bin/python" dlib-bin || true
     "$UV" pip install --quiet --python "$NEW/.venv/bin/python" --no-index --no-deps "$dlib_wheel"
+  else
+    echo "dlib: dlib-bin from the wheelhouse"
   fi
 else
   # --no-editable: the code lives in the venv, so the tree can move to $PREFIX below.
@@ -130,7 +143,7 @@ else
     # as `make dlib-blas`; not through make: its `venv` prerequisite would add the dev tools.
     dlib_version=$(sed -n 's/^DLIB_VERSION := //p' "$SRC/Makefile")
     # Same flags and folder as the Makefile's dlib-blas (why: there and docs/face.md).
-    if grep -qw avx2 /proc/cpuinfo; then dlib_arch=x86-64-v3; else dlib_arch=$(uname -m); fi
+    dlib_arch=$(dlib_blas_arch /proc/cpuinfo)
     dlib_cxxflags=""
     if [ "$dlib_arch" = x86-64-v3 ]; then dlib_cxxflags="-march=x86-64-v3"; fi
     wheel_cache=/root/.cache/haolinju-kiosk/wheels/blas-$dlib_arch-nogui

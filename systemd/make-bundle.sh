@@ -20,8 +20,12 @@ set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 # The folder `make dlib-blas` builds into on this host (Makefile: DLIB_WHEELS, one per flags).
-if grep -qw avx2 /proc/cpuinfo; then dlib_arch=x86-64-v3; else dlib_arch=$(uname -m); fi
-WHEEL_CACHE=${WHEEL_CACHE:-$HOME/.cache/haolinju-kiosk/wheels/blas-$dlib_arch-nogui}
+# shellcheck source-path=SCRIPTDIR source=dlib-wheel.sh
+. "$SRC/systemd/dlib-wheel.sh"
+WHEEL_CACHE=${WHEEL_CACHE:-$HOME/.cache/haolinju-kiosk/wheels/blas-$(dlib_blas_arch /proc/cpuinfo)-nogui}
+# What the wheel was built for (blas-<target>-nogui): install.sh installs it only on a CPU that
+# runs that target (wheelhouse/dlib-blas-<target>/, outside the flat find-links folder).
+dlib_target=$(basename "$WHEEL_CACHE"); dlib_target=${dlib_target#blas-}; dlib_target=${dlib_target%-nogui}
 PYTHON=/usr/bin/python3.11
 UV=${UV:-$(command -v uv || echo "$HOME/.local/bin/uv")}
 OUT_DIR=${OUT_DIR:-$SRC/dist}
@@ -51,8 +55,9 @@ step "wheels for $PYTHON"
 rm "$stage/requirements.hashes.txt"
 (cd "$SRC" && "$UV" build --quiet --wheel --python "$PYTHON" -o "$stage/wheelhouse")
 if ls "$WHEEL_CACHE"/dlib-*.whl >/dev/null 2>&1; then
-  cp "$WHEEL_CACHE"/dlib-*.whl "$stage/wheelhouse/"
-  echo "with the OpenBLAS dlib wheel: $(basename "$WHEEL_CACHE"/dlib-*.whl)"
+  mkdir -p "$stage/wheelhouse/dlib-blas-$dlib_target"
+  cp "$WHEEL_CACHE"/dlib-*.whl "$stage/wheelhouse/dlib-blas-$dlib_target/"
+  echo "with the OpenBLAS dlib wheel for $dlib_target: $(basename "$WHEEL_CACHE"/dlib-*.whl)"
 else
   echo "no OpenBLAS dlib wheel in $WHEEL_CACHE (make dlib-blas): the bundle installs dlib-bin"
 fi
@@ -82,6 +87,7 @@ step "archive"
   echo "haolinju-kiosk $version for Debian $(cut -d. -f1 /etc/debian_version) $arch"
   echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) from $(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "wheels: $(find "$stage/wheelhouse" -name '*.whl' | wc -l) ($(du -sh "$stage/wheelhouse" | cut -f1))"
+  echo "dlib: $(find "$stage/wheelhouse" -name 'dlib-*.whl' -printf '%P\n' | head -n 1 | grep . || echo "dlib-bin only")"
   echo "debs: $(find "$stage/debs" -name '*.deb' | wc -l) ($(du -sh "$stage/debs" | cut -f1))"
 } > "$stage/MANIFEST"
 mkdir -p "$OUT_DIR"
