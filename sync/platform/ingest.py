@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -108,11 +108,32 @@ def mark_claims(session: Session, claims: list[dict[str, Any]]) -> None:
                 )
             )
     # Within a batch (one received_at) the smaller record id first, as the settlement ranks.
+    holders: dict[ClaimKey, dict[str, Any]] = {}
+    contested: set[ClaimKey] = set()
     for c in sorted(claims, key=lambda c: str(c["record_id"])):
         key = (c["elder_id"], c["service"], c["slot"], c["service_date"])
         c["claimed"] = c["kind"] == CLEAN and key not in taken
+        c["contested"] = False
         if c["claimed"]:
             taken.add(key)
+            holders[key] = c
+        elif c["kind"] == CLEAN:  # a second clean record of the slot: the settlement ranks it
+            contested.add(key)
+    for key in contested:
+        if key in holders:
+            holders[key]["contested"] = True
+    stored = [key for key in contested if key not in holders]
+    for chunk in _chunks(stored, 500):
+        session.execute(
+            update(MealClaim)
+            .where(
+                MealClaim.claimed,
+                tuple_(
+                    MealClaim.elder_id, MealClaim.service, MealClaim.slot, MealClaim.service_date
+                ).in_(chunk),
+            )
+            .values(contested=True)
+        )
     # One order for every transaction: two batches claiming the same slots wait for each
     # other instead of deadlocking.
     claims.sort(key=lambda c: (c["elder_id"], c["service"], c["slot"], c["service_date"]))
@@ -349,6 +370,7 @@ class BatchIngest:
                         "slot": rec.slot,
                         "kind": claim_kind(rec.method, rec.flags),
                         "claimed": False,
+                        "contested": False,
                         "flags": rec.flags,
                         "signature_ok": signature_ok,
                     }

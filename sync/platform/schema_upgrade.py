@@ -84,22 +84,22 @@ def backfill_claims(conn: Connection) -> int:
         .subquery("base")
     )  # fmt: skip
     c = base.c
+    same_slot = [c.elder_id, c.service, c.slot, c.service_date, c.kind]
     rank = (
         func.row_number()
-        .over(
-            partition_by=[c.elder_id, c.service, c.slot, c.service_date, c.kind],
-            order_by=[c.received_at, c.record_id],
-        )
+        .over(partition_by=same_slot, order_by=[c.received_at, c.record_id])
         .label("rn")
     )
-    ranked = select(base, rank).subquery("ranked")
+    rivals = func.count().over(partition_by=same_slot).label("rivals")
+    ranked = select(base, rank, rivals).subquery("ranked")
     r = ranked.c
     claimed = case((and_(r.kind == 0, r.rn == 1), True), else_=False)
+    contested = case((and_(r.kind == 0, r.rn == 1, r.rivals > 1), True), else_=False)
     columns = ["service_date", "record_id", "point_id", "elder_id", "service", "slot", "kind"]
-    columns += ["claimed", "flags", "signature_ok"]
+    columns += ["claimed", "contested", "flags", "signature_ok"]
     source = select(
         r.service_date, r.record_id, r.point_id, r.elder_id, r.service, r.slot, r.kind,
-        claimed, r.flags, r.signature_ok,
+        claimed, contested, r.flags, r.signature_ok,
     )  # fmt: skip
     result = conn.execute(insert(MealClaim).from_select(columns, source))
     return int(result.rowcount or 0)

@@ -506,22 +506,6 @@ class _ClaimSettlement:
         self.exceptions: list[_Row] = []
         claim = MealClaim
         self.in_month = and_(claim.service_date >= self.first, claim.service_date <= self.last)
-        dup = aliased(MealClaim, name="dup")
-        # Slots with a second clean record (the roaming duplicate): a few per thousand.
-        self.contested = (
-            select(dup.elder_id, dup.service, dup.slot, dup.service_date)
-            .where(dup.service_date >= self.first, dup.service_date <= self.last)
-            .where(dup.kind == CLEAN, ~dup.claimed)
-            .distinct()
-            .subquery("contested")
-        )
-        k = self.contested.c
-        self.on_contested = and_(
-            k.elder_id == claim.elder_id,
-            k.service == claim.service,
-            k.slot == claim.slot,
-            k.service_date == claim.service_date,
-        )
         self.ok = case((claim.signature_ok.is_(True), 1), else_=0).label("ok")
         self.columns = [
             claim.record_id, claim.point_id, claim.elder_id, claim.service, claim.slot,
@@ -531,12 +515,14 @@ class _ClaimSettlement:
     def in_scope(self, point_id: str) -> bool:
         return self.scope is None or point_id in self.scope
 
-    def add_line(self, row: Any, n: int) -> None:
-        rate = self.periods[row.period].amount if row.period >= 0 else None
+    def add_line(
+        self, point: str, elder: str, name: str, service: str, slot: str, period: int, n: int
+    ) -> None:
+        rate = self.periods[period].amount if period >= 0 else None
         if rate is None:
-            self.missing.add((row.service, row.slot))
-        key = (row.point_id, row.elder_id, row.service, row.slot, rate)
-        self.merged.setdefault(key, [row.elder_name or "", 0])[1] += n
+            self.missing.add((service, slot))
+        key = (point, elder, service, slot, rate)
+        self.merged.setdefault(key, [name or "", 0])[1] += n
 
     def uncontested(self) -> dict[tuple[str, str], tuple[str, str, str | None]]:
         """The bulk in one grouped pass over the month's claims (no sort of records): lines
@@ -547,23 +533,31 @@ class _ClaimSettlement:
         u = (
             select(claim.point_id, claim.elder_id, claim.service, claim.slot,
                    period.label("period"), self.ok)
-            .outerjoin(self.contested, self.on_contested)
-            .where(self.in_month, claim.claimed, self.contested.c.elder_id.is_(None))
+            .where(self.in_month, claim.claimed, ~claim.contested)
             .where(_scope(self.scope, claim.point_id))
             .subquery("u")
         ).c  # fmt: skip
         keys = [u.point_id, u.elder_id, u.service, u.slot, u.period, u.ok]
         groups = select(*keys, func.count().label("n")).group_by(*keys).subquery("g")
         unpaid = {}
-        for row in self.session.execute(_with_roster(groups)):
-            if _reason(bool(row.ok), row.roster_reason) is None:
-                self.add_line(row, int(row.n))
+        add = self.add_line
+        # ~2M rows at province scale: unpacked as tuples, not attribute by attribute.
+        for (
+            point,
+            elder,
+            service,
+            slot,
+            period_i,
+            ok,
+            n,
+            name,
+            status,
+            roster_reason,
+        ) in self.session.execute(_with_roster(groups)):
+            if ok and not roster_reason:
+                add(point, elder, name, service, slot, period_i, n)
             else:
-                unpaid[(row.point_id, row.elder_id)] = (
-                    row.elder_name or "",
-                    row.status,
-                    row.roster_reason,
-                )
+                unpaid[(point, elder)] = (name or "", status, roster_reason)
         return unpaid
 
     def ranked(self) -> set[str]:
@@ -571,11 +565,11 @@ class _ClaimSettlement:
         flagged), ranked like compute_from_records: clean first, then received first. Returns
         the record ids handled."""
         claim = MealClaim
-        part = union_all(
-            select(*self.columns).join(self.contested, self.on_contested)
-            .where(self.in_month, claim.claimed),
-            select(*self.columns).where(self.in_month, ~claim.claimed),
-        ).subquery("k")  # fmt: skip
+        part = (
+            select(*self.columns)
+            .where(self.in_month, or_(~claim.claimed, claim.contested))
+            .subquery("k")
+        )
         r = part.c
         period = _period_case(self.periods, r.service, r.slot, r.service_date).label("period")
         handled: set[str] = set()
@@ -600,7 +594,8 @@ class _ClaimSettlement:
                 if not self.in_scope(row.point_id):
                     continue
                 if i == 0:
-                    self.add_line(row, 1)
+                    self.add_line(row.point_id, row.elder_id, row.elder_name, row.service,
+                                  row.slot, row.period, 1)  # fmt: skip
                     continue
                 self.exceptions.append(
                     _Row(row.record_id, row.point_id, row.elder_id, row.elder_name,

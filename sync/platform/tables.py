@@ -156,10 +156,11 @@ class MealClaim(PlatformBase):
     `claimed`: the first clean record the platform stored for an elder, service, slot and day
     county-wide holds the slot (a partial unique index: two concurrent transactions claiming
     the same slot conflict, and the loser's retry sees the claim); a later clean record of the
-    slot is stored unclaimed and is re-ranked with the claim by the settlement (the roaming
-    duplicate). Roster status and the signature are judged when the month is settled, so a
-    status change or a forgery found later still counts. ~70 bytes a row instead of ~710: the
-    settlement aggregates this instead of ranking the wide `record` table (docs/scale.md)."""
+    slot is stored unclaimed and marks the claim `contested`: the settlement ranks that slot's
+    records (the roaming duplicate). Roster status and the signature are judged when the month
+    is settled, so a status change or a forgery found later still counts. ~100 bytes a row
+    instead of ~710: the settlement aggregates this instead of ranking the wide `record` table
+    (docs/scale.md)."""
 
     __tablename__ = "meal_claim"
     __table_args__ = (
@@ -184,6 +185,9 @@ class MealClaim(PlatformBase):
     slot: Mapped[str] = mapped_column(String(16))
     kind: Mapped[int] = mapped_column(SmallInteger)
     claimed: Mapped[bool] = mapped_column(Boolean)
+    # On a claim: another clean record of its slot arrived (set by that record's ingest), so
+    # the settlement ranks the slot's records instead of counting the claim straight.
+    contested: Mapped[bool] = mapped_column(Boolean, default=False)
     flags: Mapped[str] = mapped_column(Text, default="")
     signature_ok: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
