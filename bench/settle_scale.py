@@ -106,7 +106,7 @@ HOME_FLAGGED = "(p * 31 + __DAY__ * 7 + k) %% 100 = 1"
 ROAMED = "(p * 13 + __DAY__ * 5 + k) %% 200 = 0"  # this lunch is also eaten next door
 CLAIMS_SQL = f"""
 INSERT INTO meal_claim (service_date, record_id, point_id, elder_id, service, slot, kind,
-                        claimed, contested, flags, signature_ok)
+                        claimed, contested, flags, signature_ok, received_at)
 SELECT DATE '__FIRST__' + __DAY__,
        md5(p || '/' || __DAY__ || '/' || k)::uuid::text,
        'P' || lpad(p::text, 5, '0'),
@@ -117,21 +117,25 @@ SELECT DATE '__FIRST__' + __DAY__,
        NOT ({HOME_MANUAL} OR {HOME_FLAGGED}),
        NOT ({HOME_MANUAL} OR {HOME_FLAGGED}) AND k < 70 AND {ROAMED},
        CASE WHEN {HOME_FLAGGED} THEN 'no_face' ELSE '' END,
-       true
+       true,
+       CASE WHEN NOT ({HOME_MANUAL} OR {HOME_FLAGGED}) AND NOT (k < 70 AND {ROAMED}) THEN NULL
+            ELSE (DATE '__FIRST__' + __DAY__) || 'T13:00:00.000000+08:00' END
 FROM generate_series(1, __POINTS__) AS p, generate_series(0, 99) AS k
 """
 # The roaming lunch (received an hour after the home point's) claims the slot only where the
 # home record of that lunch (k < 70: elder k) was manual or flagged.
 ROAMING_CLAIMS_SQL = f"""
 INSERT INTO meal_claim (service_date, record_id, point_id, elder_id, service, slot, kind,
-                        claimed, contested, flags, signature_ok)
+                        claimed, contested, flags, signature_ok, received_at)
 SELECT DATE '__FIRST__' + d,
        md5('r' || p || '/' || d || '/' || k)::uuid::text,
        'P' || lpad((p %% __POINTS__ + 1)::text, 5, '0'),
        'E' || lpad(p::text, 5, '0') || '-' || lpad(k::text, 2, '0'),
        'meal', 'lunch', 0,
        ({HOME_MANUAL.replace("__DAY__", "d")} OR {HOME_FLAGGED.replace("__DAY__", "d")}),
-       false, '', true
+       false, '', true,
+       CASE WHEN {HOME_MANUAL.replace("__DAY__", "d")} OR {HOME_FLAGGED.replace("__DAY__", "d")}
+            THEN NULL ELSE (DATE '__FIRST__' + d) || 'T14:00:00.000000+08:00' END
 FROM generate_series(1, __POINTS__) AS p, generate_series(0, 29) AS d, generate_series(0, 69) AS k
 WHERE (p * 13 + d * 5 + k) %% 200 = 0
 """

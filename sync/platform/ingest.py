@@ -80,7 +80,7 @@ def claim_kind(method: str, flags: str) -> int:
     return CLEAN
 
 
-def mark_claims(session: Session, claims: list[dict[str, Any]]) -> None:
+def mark_claims(session: Session, claims: list[dict[str, Any]], received_at: str) -> None:
     """Set `claimed` on each new claim row: the first clean record of a slot not yet held.
 
     Holding the device row does not serialise two points claiming the same slot: the partial
@@ -122,7 +122,12 @@ def mark_claims(session: Session, claims: list[dict[str, Any]]) -> None:
     for key in contested:
         if key in holders:
             holders[key]["contested"] = True
+    for c in claims:  # the ranking's order is kept only where the settlement ranks
+        c["received_at"] = None if c["claimed"] and not c["contested"] else received_at
     stored = [key for key in contested if key not in holders]
+    received = (
+        select(Record.received_at).where(Record.record_id == MealClaim.record_id).scalar_subquery()
+    )
     for chunk in _chunks(stored, 500):
         session.execute(
             update(MealClaim)
@@ -132,21 +137,21 @@ def mark_claims(session: Session, claims: list[dict[str, Any]]) -> None:
                     MealClaim.elder_id, MealClaim.service, MealClaim.slot, MealClaim.service_date
                 ).in_(chunk),
             )
-            .values(contested=True)
+            .values(contested=True, received_at=received)
         )
     # One order for every transaction: two batches claiming the same slots wait for each
     # other instead of deadlocking.
     claims.sort(key=lambda c: (c["elder_id"], c["service"], c["slot"], c["service_date"]))
 
 
-def store_claims(session: Session, claims: list[dict[str, Any]]) -> None:
+def store_claims(session: Session, claims: list[dict[str, Any]], received_at: str) -> None:
     """Mark and insert the claim rows of a batch's accepted records.
 
     In a savepoint: when the insert conflicts — claims left behind by records deleted from the
     platform's `record` table and now sent again (reconciliation), or a slot a concurrent batch
     of another point claimed meanwhile — the stale claims of these record ids are dropped and
     the slots looked up again, once; a second conflict fails the transaction (retried whole)."""
-    mark_claims(session, claims)
+    mark_claims(session, claims, received_at)
     try:
         with session.begin_nested():
             copy_rows(session, "meal_claim", claims)
@@ -163,7 +168,7 @@ def store_claims(session: Session, claims: list[dict[str, Any]]) -> None:
                     MealClaim.service_date == day, MealClaim.record_id.in_(chunk)
                 )
             )
-    mark_claims(session, claims)
+    mark_claims(session, claims, received_at)
     copy_rows(session, "meal_claim", claims)
 
 
@@ -373,6 +378,9 @@ class BatchIngest:
                         "contested": False,
                         "flags": rec.flags,
                         "signature_ok": signature_ok,
+                        "received_at": received_at,
+                        "reason": rec.reason if rec.method == "manual" else None,
+                        "caregiver_id": rec.caregiver_id if rec.method == "manual" else None,
                     }
                 )
                 held = Held(rec.record_id, dev, rec.hash, rec.prev_hash, body)
@@ -387,7 +395,7 @@ class BatchIngest:
             # (signature not yet verified) with the column's default.
             copy_rows(self.session, "record", rows)
             # The settlement's narrow copy, in the same transaction (tables.MealClaim).
-            store_claims(self.session, claims)
+            store_claims(self.session, claims, received_at)
             self.device.held_count = (self.device.held_count or 0) + len(rows)
         return BatchResult(
             accepted=accepted, duplicate=duplicate, rejected=rejected, server_time=self.now

@@ -15,9 +15,24 @@ after the upgrade.
 
 from __future__ import annotations
 
+import json
 import logging
 
-from sqlalchemy import Connection, Engine, and_, case, func, insert, inspect, or_, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    inspect,
+    null,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.schema import Column
 
 from sync.platform.tables import Device, MealClaim, PlatformBase, Record
@@ -96,10 +111,33 @@ def backfill_claims(conn: Connection) -> int:
     claimed = case((and_(r.kind == 0, r.rn == 1), True), else_=False)
     contested = case((and_(r.kind == 0, r.rn == 1, r.rivals > 1), True), else_=False)
     columns = ["service_date", "record_id", "point_id", "elder_id", "service", "slot", "kind"]
-    columns += ["claimed", "contested", "flags", "signature_ok"]
+    columns += ["claimed", "contested", "flags", "signature_ok", "received_at"]
+    plain = and_(r.kind == 0, r.rn == 1, r.rivals == 1)  # a claim nobody contests
     source = select(
         r.service_date, r.record_id, r.point_id, r.elder_id, r.service, r.slot, r.kind,
         claimed, contested, r.flags, r.signature_ok,
+        case((plain, null()), else_=r.received_at),
     )  # fmt: skip
     result = conn.execute(insert(MealClaim).from_select(columns, source))
+    # The manual check-ins' reason and caregiver, from their bodies (about 1 % of records).
+    manual_rows = conn.execute(
+        select(Record.record_id, Record.body, Record.service_date)
+        .join(MealClaim, MealClaim.record_id == Record.record_id)
+        .where(MealClaim.kind == 1)
+    ).all()
+    notes = []
+    for record_id, body, day in manual_rows:
+        fields = json.loads(body)
+        notes.append(
+            {"rid": record_id, "day": day, "note_reason": fields.get("reason"),
+             "note_caregiver": fields.get("caregiver_id")}
+        )  # fmt: skip
+    if notes:
+        conn.execute(
+            update(MealClaim)
+            .where(MealClaim.service_date == bindparam("day"))
+            .where(MealClaim.record_id == bindparam("rid"))
+            .values(reason=bindparam("note_reason"), caregiver_id=bindparam("note_caregiver")),
+            notes,
+        )
     return int(result.rowcount or 0)

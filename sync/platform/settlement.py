@@ -39,7 +39,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import (
@@ -428,8 +428,7 @@ def compute_from_records(
     return Settlement(month, first, last, lines, exceptions, missing_rates=sorted(missing))
 
 
-@dataclass(frozen=True)
-class _Row:
+class _Row(NamedTuple):
     """One record as the exceptions need it (the attributes `_exception` reads)."""
 
     record_id: str
@@ -443,6 +442,7 @@ class _Row:
     status: str
     flags: str
     first_point: str | None = None
+    note: tuple[str | None, str | None] | None = None  # manual: (reason, caregiver)
 
 
 def _home_roster() -> Any:
@@ -483,46 +483,48 @@ def _with_roster(source: Any, *extra: Any) -> Any:
     )
 
 
-def _reason(ok: bool, roster_reason: str | None, kind: int = CLEAN) -> str | None:
+KIND_REASON = {MANUAL: "manual", FLAGGED: "flagged"}
+
+
+def _reason(ok: Any, roster_reason: str | None, kind: int = CLEAN) -> str | None:
     """The exception a record falls under, in compute_from_records' order, or None (clean)."""
     if not ok:
         return "unverified"
     if roster_reason:
         return roster_reason
-    return {MANUAL: "manual", FLAGGED: "flagged"}.get(kind)
+    return KIND_REASON.get(kind)
 
 
 class _ClaimSettlement:
-    """compute() in its steps; `lines` accumulates the subsidised counts, `exceptions` the
-    records listed apart."""
+    """compute() in its steps; `merged` accumulates the subsidised counts, `exceptions` the
+    records listed apart. Province scale is ~2M lines and ~1M exceptions: rows are unpacked
+    as tuples and built once."""
 
     def __init__(self, session: Session, month: str, scope: list[str] | None) -> None:
         self.session = session
         self.first, self.last = month_bounds(month)
         self.periods = rate_periods(session, self.first, self.last)
-        self.scope = scope
+        self.rates = [p.amount for p in self.periods]
+        self.scope = None if scope is None else set(scope)
         self.merged: dict[tuple[str, str, str, str, Decimal | None], list[Any]] = {}
         self.missing: set[tuple[str, str]] = set()
         self.exceptions: list[_Row] = []
         claim = MealClaim
         self.in_month = and_(claim.service_date >= self.first, claim.service_date <= self.last)
         self.ok = case((claim.signature_ok.is_(True), 1), else_=0).label("ok")
-        self.columns = [
-            claim.record_id, claim.point_id, claim.elder_id, claim.service, claim.slot,
-            claim.service_date, claim.kind, claim.flags, self.ok,
-        ]  # fmt: skip
-
-    def in_scope(self, point_id: str) -> bool:
-        return self.scope is None or point_id in self.scope
 
     def add_line(
         self, point: str, elder: str, name: str, service: str, slot: str, period: int, n: int
     ) -> None:
-        rate = self.periods[period].amount if period >= 0 else None
+        rate = self.rates[period] if period >= 0 else None
         if rate is None:
             self.missing.add((service, slot))
         key = (point, elder, service, slot, rate)
-        self.merged.setdefault(key, [name or "", 0])[1] += n
+        entry = self.merged.get(key)
+        if entry is None:
+            self.merged[key] = [name or "", n]
+        else:
+            entry[1] += n
 
     def uncontested(self) -> dict[tuple[str, str], tuple[str, str, str | None]]:
         """The bulk in one grouped pass over the month's claims (no sort of records): lines
@@ -534,14 +536,13 @@ class _ClaimSettlement:
             select(claim.point_id, claim.elder_id, claim.service, claim.slot,
                    period.label("period"), self.ok)
             .where(self.in_month, claim.claimed, ~claim.contested)
-            .where(_scope(self.scope, claim.point_id))
+            .where(_scope(None if self.scope is None else list(self.scope), claim.point_id))
             .subquery("u")
         ).c  # fmt: skip
         keys = [u.point_id, u.elder_id, u.service, u.slot, u.period, u.ok]
         groups = select(*keys, func.count().label("n")).group_by(*keys).subquery("g")
         unpaid = {}
         add = self.add_line
-        # ~2M rows at province scale: unpacked as tuples, not attribute by attribute.
         for (
             point,
             elder,
@@ -562,46 +563,49 @@ class _ClaimSettlement:
 
     def ranked(self) -> set[str]:
         """The contested slots' claims and every unclaimed record (duplicates, manual,
-        flagged), ranked like compute_from_records: clean first, then received first. Returns
-        the record ids handled."""
+        flagged), ranked like compute_from_records: clean first, then received first (the
+        claims keep received_at for exactly these). Returns the record ids handled."""
         claim = MealClaim
         part = (
-            select(*self.columns)
+            select(claim.record_id, claim.point_id, claim.elder_id, claim.service, claim.slot,
+                   claim.service_date, claim.kind, claim.flags, self.ok, claim.received_at,
+                   claim.reason, claim.caregiver_id)
             .where(self.in_month, or_(~claim.claimed, claim.contested))
             .subquery("k")
-        )
+        )  # fmt: skip
         r = part.c
         period = _period_case(self.periods, r.service, r.slot, r.service_date).label("period")
         handled: set[str] = set()
-        by_slot: dict[tuple[str, str, str, dt.date], list[Any]] = {}
+        by_slot: dict[tuple[str, str, str, dt.date], list[tuple[Any, ...]]] = {}
+        scope = self.scope
         for row in self.session.execute(_with_roster(part, period)):
-            handled.add(row.record_id)
-            reason = _reason(bool(row.ok), row.roster_reason, row.kind)
+            (rid, point, elder, service, slot, day, kind, flags, ok, received, note_reason,
+             caregiver, name, status, roster_reason, period_i) = row  # fmt: skip
+            handled.add(rid)
+            reason = _reason(ok, roster_reason, kind)
             if reason is None:
-                by_slot.setdefault(
-                    (row.elder_id, row.service, row.slot, row.service_date), []
-                ).append(row)
-            elif self.in_scope(row.point_id):
+                by_slot.setdefault((elder, service, slot, day), []).append(
+                    (received or "", rid, point, name, status, flags, period_i)
+                )
+            elif scope is None or point in scope:
+                note = (note_reason, caregiver) if kind == MANUAL else None
                 self.exceptions.append(
-                    _Row(row.record_id, row.point_id, row.elder_id, row.elder_name,
-                         row.service, row.slot, row.service_date, reason, row.status, row.flags)
+                    _Row(rid, point, elder, name, service, slot, day, reason, status, flags,
+                         None, note)
                 )  # fmt: skip
-        competing = [row.record_id for rows in by_slot.values() if len(rows) > 1 for row in rows]
-        received = dict(self._by_id(Record.received_at, competing))
-        for rows in by_slot.values():
-            rows.sort(key=lambda row: (received.get(row.record_id, ""), row.record_id))
-            for i, row in enumerate(rows):
-                if not self.in_scope(row.point_id):
+        for (elder, service, slot, day), rows in by_slot.items():
+            rows.sort()  # received_at, then record id: compute_from_records' order
+            winner = rows[0][2]
+            for i, (_, rid, point, name, status, flags, period_i) in enumerate(rows):
+                if scope is not None and point not in scope:
                     continue
                 if i == 0:
-                    self.add_line(row.point_id, row.elder_id, row.elder_name, row.service,
-                                  row.slot, row.period, 1)  # fmt: skip
-                    continue
-                self.exceptions.append(
-                    _Row(row.record_id, row.point_id, row.elder_id, row.elder_name,
-                         row.service, row.slot, row.service_date, None, row.status, row.flags,
-                         rows[0].point_id)
-                )  # fmt: skip
+                    self.add_line(point, elder, name, service, slot, period_i, 1)
+                else:
+                    self.exceptions.append(
+                        _Row(rid, point, elder, name, service, slot, day, None, status, flags,
+                             winner)
+                    )  # fmt: skip
         return handled
 
     def unpaid_records(
@@ -609,46 +613,47 @@ class _ClaimSettlement:
     ) -> None:
         """The records of the groups step 1 did not pay, fetched by elder (the claims' unique
         index leads with it)."""
+        claim = MealClaim
         elders = sorted({elder for _, elder in unpaid})
         for start in range(0, len(elders), IN_CHUNK):
             chunk = elders[start : start + IN_CHUNK]
-            query = select(*self.columns).where(
-                self.in_month, MealClaim.claimed, MealClaim.elder_id.in_(chunk)
-            )
-            for row in self.session.execute(query):
-                info = unpaid.get((row.point_id, row.elder_id))
-                if info is None or row.record_id in handled or not self.in_scope(row.point_id):
+            query = select(
+                claim.record_id, claim.point_id, claim.elder_id, claim.service, claim.slot,
+                claim.service_date, claim.flags, self.ok,
+            ).where(self.in_month, claim.claimed, claim.elder_id.in_(chunk))  # fmt: skip
+            for rid, point, elder, service, slot, day, flags, ok in self.session.execute(query):
+                info = unpaid.get((point, elder))
+                if info is None or rid in handled:
                     continue
-                reason = _reason(bool(row.ok), info[2])
+                if self.scope is not None and point not in self.scope:
+                    continue
+                reason = _reason(ok, info[2])
                 if reason is not None:
                     self.exceptions.append(
-                        _Row(row.record_id, row.point_id, row.elder_id, info[0], row.service,
-                             row.slot, row.service_date, reason, info[1], row.flags)
+                        _Row(rid, point, elder, info[0], service, slot, day, reason, info[1],
+                             flags)
                     )  # fmt: skip
 
-    def _by_id(self, column: Any, ids: list[str]) -> list[tuple[str, Any]]:
-        out: list[tuple[str, Any]] = []
-        for start in range(0, len(ids), IN_CHUNK):
-            chunk = ids[start : start + IN_CHUNK]
-            query = select(Record.record_id, column).where(Record.record_id.in_(chunk))
-            out.extend((rid, value) for rid, value in self.session.execute(query))
-        return out
-
     def result(self, month: str) -> Settlement:
-        lines = [
-            Line(p, e, name, s, sl, rate, n, (rate or Decimal("0.00")) * n)
-            for (p, e, s, sl, rate), (name, n) in sorted(
-                self.merged.items(), key=lambda kv: (kv[0][:4], kv[0][4] or Decimal(0))
-            )
-        ]
-        manual = [row.record_id for row in self.exceptions if row.reason == "manual"]
-        bodies = dict(self._by_id(Record.body, manual))
-        rows = sorted(
-            self.exceptions,
-            key=lambda row: (row.point_id, row.service_date, row.elder_id, row.record_id),
+        merged = self.merged
+        if self.missing:  # a None rate does not compare with a Decimal
+            keys = sorted(merged, key=lambda k: (k[:4], k[4] or Decimal(0)))
+        else:
+            keys = sorted(merged)  # plain tuples: compared in C
+        products: dict[tuple[Decimal | None, int], Decimal] = {}
+        lines = []
+        for key in keys:
+            name, n = merged[key]
+            rate = key[4]
+            amount = products.get((rate, n))
+            if amount is None:
+                amount = products[(rate, n)] = (rate or Decimal("0.00")) * n
+            lines.append(Line(key[0], key[1], name, key[2], key[3], rate, n, amount))
+        self.exceptions.sort(key=lambda row: (row[1], row[6], row[2], row[0]))
+        exceptions = [_exception(row, None, row.note) for row in self.exceptions]
+        exceptions += _late(
+            self.session, self.first, None if self.scope is None else list(self.scope)
         )
-        exceptions = [_exception(row, bodies.get(row.record_id)) for row in rows]
-        exceptions += _late(self.session, self.first, self.scope)
         return Settlement(
             month, self.first, self.last, lines, exceptions, missing_rates=sorted(self.missing)
         )
@@ -671,13 +676,17 @@ def compute(session: Session, month: str, point_ids: Iterable[str] | None = None
     return work.result(month)
 
 
-def _exception(row: Any, body_text: str | None) -> ExceptionItem:
+def _exception(
+    row: Any, body_text: str | None, note: tuple[str | None, str | None] | None = None
+) -> ExceptionItem:
+    """An exception's item; a manual check-in's reason and caregiver come from its body
+    (records path) or `note` (claims path)."""
     kind = row.reason or "duplicate"
     if kind == "manual":
-        body = json.loads(body_text or "{}")
-        detail = (
-            f"原因：{body.get('reason') or '未填'}；护理员：{body.get('caregiver_id') or '未知'}"
-        )
+        if note is None:
+            body = json.loads(body_text or "{}")
+            note = (body.get("reason"), body.get("caregiver_id"))
+        detail = f"原因：{note[0] or '未填'}；护理员：{note[1] or '未知'}"
     elif kind == "flagged":
         detail = f"标记：{row.flags}"
     elif kind == "ineligible":

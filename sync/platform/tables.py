@@ -190,6 +190,12 @@ class MealClaim(PlatformBase):
     contested: Mapped[bool] = mapped_column(Boolean, default=False)
     flags: Mapped[str] = mapped_column(Text, default="")
     signature_ok: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # Only where the settlement ranks or lists the record (NULL on a plain claim, most rows):
+    # when the platform received it (unclaimed records and contested claims) ...
+    received_at: Mapped[str | None] = mapped_column(String(40))
+    # ... and a manual check-in's reason and caregiver (listed with the exception).
+    reason: Mapped[str | None] = mapped_column(String(64))
+    caregiver_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class CheckpointRow(PlatformBase):
