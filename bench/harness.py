@@ -262,8 +262,9 @@ def _sqlite_version() -> str:
     return sqlite3.sqlite_version
 
 
-def machine_record() -> dict[str, Any]:
+def machine_record(load_at_start: float) -> dict[str, Any]:
     record: dict[str, Any] = {
+        "loadavg_1min": {"start": load_at_start, "end": os.getloadavg()[0]},
         "hostname": platform.node(),
         "cpu_model": _cpu_model(),
         "cores": os.cpu_count(),
@@ -449,11 +450,15 @@ def run(
     chosen = select(only)
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    # Other work on the machine slows every figure: the load around the run goes on record so
+    # a reader can tell a regression from a busy machine.
+    load_at_start = os.getloadavg()[0]
     outcomes = []
     for bench in chosen:
         progress(f"{bench.name}: {bench.title} ({'quick' if quick else 'full'}) ...")
         outcomes.append(run_one(bench, quick, progress))
-    return Report(quick, started_at, time.perf_counter() - started, machine_record(), outcomes)
+    machine = machine_record(load_at_start)
+    return Report(quick, started_at, time.perf_counter() - started, machine, outcomes)
 
 
 # ----------------------------------------------------------------------------- output
@@ -513,6 +518,16 @@ def machine_line(m: dict[str, Any]) -> str:
     )
 
 
+def load_line(m: dict[str, Any]) -> list[str]:
+    load = m.get("loadavg_1min")
+    if not load:
+        return []  # results written before the load was recorded
+    return [
+        f"Load average (1 min) at start {load['start']:.2f}, at end {load['end']:.2f}, "
+        f"on {m.get('cores')} cores: above the core count, other work slowed these figures."
+    ]
+
+
 def markdown(report: Report) -> str:  # noqa: PLR0912
     lines = [
         f"# Benchmark results ({'quick' if report.quick else 'full'} run)",
@@ -522,6 +537,7 @@ def markdown(report: Report) -> str:  # noqa: PLR0912
         "",
         f"Machine: {machine_line(report.machine)}.",
         f"Environment: {json.dumps(report.machine.get('env', {}), ensure_ascii=False)}.",
+        *load_line(report.machine),
         "",
         "`ratio` = times better than the naive baseline measured in the same run "
         "(baseline/ours for times and CPU, ours/baseline for throughput).",
