@@ -69,10 +69,6 @@ def shoot(item: Degraded) -> Shot:
     return shot
 
 
-def _encode(image: Image, box: FaceBox) -> Encoding:
-    return encode_face(image, box)
-
-
 def _jittered(image: Image, box: FaceBox) -> Encoding:
     return encode_face(image, box, num_jitters=10)
 
@@ -83,17 +79,15 @@ TEMPLATES: dict[str, TemplateMaker] = {
     "enrolment encoding only (before)": lambda im, b, e: [e],
     "+ the same encoded with 10 jitters": lambda im, b, e: [e, _jittered(im, b)],
     "encoded with 10 jitters instead": lambda im, b, e: [_jittered(im, b)],
-    "+ 4 augmented views (kiosk.face.augment): shipped": lambda im, b, e: [
+    "+ 4 degraded views (dark, flat, soft, far)": lambda im, b, e: [
         e,
-        *(enc for _, enc, _ in augmented_encodings(im, b, _encode)),
+        *(enc for name, enc, _ in augmented_encodings(im, b, encode_face) if name != "jittered"),
     ],
-    "+ 4 augmented views + 10 jitters": lambda im, b, e: [
+    "+ 4 degraded views + 10 jitters (kiosk.face.augment): shipped": lambda im, b, e: [
         e,
-        _jittered(im, b),
-        *(enc for _, enc, _ in augmented_encodings(im, b, _encode)),
+        *(enc for _, enc, _ in augmented_encodings(im, b, encode_face)),
     ],
 }
-SHIPPED = "+ 4 augmented views (kiosk.face.augment): shipped"
 
 
 def enrol(

@@ -21,10 +21,11 @@ message the caregiver can act on:
   One person enrolled under two names is fraud, and two elders that close would make every
   live match between them "ambiguous" anyway.
 
-Each stored enrolment image also gets 4 augmented templates (kiosk.face.augment: the same
-image darker, flatter, softer, smaller): low-quality camera frames of the elder land nearer
-to them (docs/face.md, false rejects on the degraded set 16 -> 11 of 48 at zero false
-accepts). They are derived rows (source `<source>+aug`), not counted towards MAX_TEMPLATES.
+Each stored enrolment image also gets 5 augmented templates (kiosk.face.augment: the same
+image darker, flatter, softer, smaller, and encoded with 10 jitters): low-quality camera
+frames of the elder land nearer to them (docs/face.md: false rejects on the degraded set
+16 -> 11 of 48 frames at zero false accepts). They are derived rows (source `<source>+aug`),
+not counted towards MAX_TEMPLATES.
 
 Images are read, encoded and dropped: only the encrypted template is stored.
 """

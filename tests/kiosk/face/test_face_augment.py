@@ -78,15 +78,17 @@ def test_views_are_darker_flatter_softer_and_smaller() -> None:
     image = rng.integers(60, 200, (400, 400, 3), dtype=np.uint8)
     box = FaceBox(top=100, right=300, bottom=300, left=100)  # 200 px
     views = {v.name: v for v in augmented_views(image, box)}
-    assert tuple(views) == VIEW_NAMES == ("dark", "flat", "soft", "far")
+    assert tuple(views) == VIEW_NAMES == ("dark", "flat", "soft", "far", "jittered")
     assert views["dark"].image.mean() < 0.6 * image.mean()
     assert views["flat"].image.std() < 0.6 * image.std()
     assert views["soft"].image.std() < image.std()
     assert views["far"].box.width == 80 and views["far"].image.shape[0] == 160
     assert all(v.box == box for name, v in views.items() if name != "far")
+    assert views["jittered"].image is image and views["jittered"].jitters == 10
+    assert all(v.jitters == 1 for name, v in views.items() if name != "jittered")
     # A face already under 80 px is not enlarged.
     small = FaceBox(top=10, right=70, bottom=70, left=10)
-    assert augmented_views(image, small)[-1].box == small
+    assert {v.name: v for v in augmented_views(image, small)}["far"].box == small
     assert is_augmented("file+aug") and is_augmented("screen+aug") and not is_augmented("file")
 
 

@@ -239,7 +239,7 @@ def test_templates_are_encrypted_at_rest_with_the_key_outside_the_db(
     result = enroller.enrol("E0001", load_image(faces / "train/obama/obama.jpg"), "c-1", NOW)
     assert isinstance(result, Enrolled)
     stored = templates.all()  # the template and its augmented views (kiosk.face.augment)
-    assert len(stored) == 1 + result.views == 5
+    assert len(stored) == 1 + result.views == 6
     store.close()
 
     raw = b"".join(p.read_bytes() for p in data.glob("kiosk.db*"))
@@ -309,8 +309,8 @@ def test_cli_enroll_identify_unenroll(tmp_path: Path, faces: Path) -> None:
     assert "none [unknown]" in stranger.output
 
     gone = runner.invoke(app, [*base, "unenroll", "E0001"])
-    # the photo's template and its 4 augmented views (kiosk.face.augment): all of them go
-    assert "deleted 5 face template(s) of E0001" in gone.output
+    # the photo's template and its 5 augmented views (kiosk.face.augment): all of them go
+    assert "deleted 6 face template(s) of E0001" in gone.output
 
 
 def test_an_unsafe_face_key_file_is_refused_not_fixed(tmp_path: Path) -> None:
