@@ -39,6 +39,7 @@ from sync.platform.tables import (
     MealPoint,
     PlatformBase,
     Record,
+    SettlementMonth,
 )
 from sync.wire import (
     GENESIS_HASH,
@@ -65,7 +66,8 @@ IN_CHUNK = 5000
 T = TypeVar("T")
 RECORD_TABLE = PlatformBase.metadata.tables["record"]
 CLAIM_TABLE = PlatformBase.metadata.tables["meal_claim"]
-CLEAN, MANUAL, FLAGGED = 0, 1, 2  # meal_claim.kind
+# meal_claim.kind; LATE: its month was closed (settled) before the record arrived.
+CLEAN, MANUAL, FLAGGED, LATE = 0, 1, 2, 3
 ClaimKey = tuple[str, str, str, dt.date]  # elder, service, slot, day
 
 
@@ -389,6 +391,8 @@ class BatchIngest:
                 accepted.append(rec.record_id)
             else:
                 rejected.append(Rejection(record_id=rec.record_id, reason=outcome))
+        if claims:
+            self._mark_late(claims)
         if rows:
             # Not an ORM object per record (that was a third of the request's time at 500
             # records a batch); not the ORM's bulk insert either: it replaces an explicit None
@@ -400,6 +404,23 @@ class BatchIngest:
         return BatchResult(
             accepted=accepted, duplicate=duplicate, rejected=rejected, server_time=self.now
         )
+
+    def _mark_late(self, claims: list[dict[str, Any]]) -> None:
+        """Records of a month already closed (settled) are `late`: listed once in the next
+        closed month's exceptions. A month closes only after its last day, so only a batch
+        with a date before this month (a day ahead for the zones) needs the lookup."""
+        days = [c["service_date"] for c in claims]
+        soon = self.now.astimezone(self.zone).date() + dt.timedelta(days=1)
+        if min(days) >= soon.replace(day=1):
+            return
+        closed = self.session.execute(
+            select(SettlementMonth.first_day, SettlementMonth.last_day).where(
+                SettlementMonth.last_day >= min(days), SettlementMonth.first_day <= max(days)
+            )
+        ).all()
+        for c in claims:
+            if any(first <= c["service_date"] <= last for first, last in closed):
+                c["kind"] = LATE
 
     def _one_per_id(self, records: Iterable[WireRecord]) -> tuple[list[WireRecord], dict[str, str]]:
         """Each record_id once: identical copies collapse into one; an id sent twice with

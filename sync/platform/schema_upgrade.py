@@ -24,6 +24,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    exists,
     func,
     insert,
     inspect,
@@ -35,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.schema import Column
 
-from sync.platform.tables import Device, MealClaim, PlatformBase, Record
+from sync.platform.tables import Device, MealClaim, PlatformBase, Record, SettlementMonth
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def upgrade(engine: Engine) -> list[str]:
                 )
                 added.append(f"{table.name}.{column.name}")
         if inspector.has_table("record") and not inspector.has_table("meal_claim"):
-            PlatformBase.metadata.tables["meal_claim"].create(conn)
+            # With every other missing table (the backfill reads settlement_month).
+            PlatformBase.metadata.create_all(conn)
             count = backfill_claims(conn)
             added.append(f"meal_claim ({count} rows from the stored records)")
     if added:
@@ -88,7 +90,15 @@ def backfill_claims(conn: Connection) -> int:
     # The body test the records-scan settlement makes; bodies are canonical JSON.
     manual = Record.body.like('%"method":"manual"%')
     flagged = or_(Record.flags.like("%no_face%"), Record.flags.like("%face_mismatch%"))
-    kind = case((manual, 1), (flagged, 2), else_=0).label("kind")
+    # Arrived after its month was closed: listed as late in a later month (ingest's LATE).
+    late = exists(
+        select(1).where(
+            SettlementMonth.first_day <= Record.service_date,
+            SettlementMonth.last_day >= Record.service_date,
+            SettlementMonth.closed_at < Record.received_at,
+        )
+    )
+    kind = case((late, 3), (manual, 1), (flagged, 2), else_=0).label("kind")
     base = (
         select(
             Record.service_date, Record.record_id, Device.point_id, Record.elder_id,

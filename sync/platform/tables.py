@@ -152,7 +152,8 @@ class MealClaim(PlatformBase):
     """The settlement's narrow copy of every stored record, written in the same transaction as
     the record (ingest; the deferred verifier keeps `signature_ok` in step).
 
-    `kind` is what the record itself says: 0 clean, 1 manual check-in, 2 flagged tap.
+    `kind` is what the record itself says: 0 clean, 1 manual check-in, 2 flagged tap; 3 late:
+    it arrived after its month was closed.
     `claimed`: the first clean record the platform stored for an elder, service, slot and day
     county-wide holds the slot (a partial unique index: two concurrent transactions claiming
     the same slot conflict, and the loser's retry sees the claim); a later clean record of the
@@ -173,6 +174,13 @@ class MealClaim(PlatformBase):
             unique=True,
             postgresql_where=text("claimed"),
             sqlite_where=text("claimed"),
+        ),
+        # The records that arrived after their month was closed (kind 3): a handful.
+        Index(
+            "ix_meal_claim_late",
+            "service_date",
+            postgresql_where=text("kind = 3"),
+            sqlite_where=text("kind = 3"),
         ),
     )
 
