@@ -30,7 +30,8 @@ PYTEST_ARGS ?=
 PYTEST_XDIST ?= -n 2 --dist loadgroup
 
 .PHONY: help setup system-deps uv venv demo run test test-fast lint format pytest soak dlib-blas clean \
-	bundle systemd-host-test systemd-host-test-blas systemd-host-test-bundle systemd-host-measure
+	bundle systemd-host-test systemd-host-test-blas systemd-host-test-bundle systemd-host-test-bare \
+	systemd-host-measure
 
 help:
 	@echo "make demo    run the kiosk demo (http://127.0.0.1:8080/)"
@@ -43,7 +44,7 @@ help:
 	@echo "make soak    long fault/load/security run (~1 h), figures in tests/faults/last-soak.json"
 	@echo "make dlib-blas  build dlib against OpenBLAS (5x faster face encoding; ~8 min)"
 	@echo "make bundle  offline install bundle (dist/*.tar) for install.sh --bundle"
-	@echo "make systemd-host-test[-blas|-bundle]  the installed path on a real systemd host"
+	@echo "make systemd-host-test[-blas|-bundle|-bare]  the installed path on a real systemd host"
 
 setup: system-deps venv
 
@@ -151,9 +152,10 @@ bundle: venv
 	systemd/make-bundle.sh
 
 # The installed path on a real systemd host (root; see docs/install.md). systemd-host-test is
-# part of `make test` (install.sh --no-blas); the two below take longer and run on demand:
+# part of `make test` (install.sh --no-blas); those below take longer and run on demand:
 #   -blas    install.sh with the OpenBLAS dlib (uses the wheel from dlib-blas, else builds it)
 #   -bundle  make bundle, then install.sh --bundle on a host with no network at all
+#   -bare    the same onto a bare Debian 12 made by debootstrap (not this machine's root)
 systemd-host-test: venv
 	$(UV) run --locked pytest -p no:cacheprovider tests/systemd $(PYTEST_ARGS)
 
@@ -164,6 +166,22 @@ systemd-host-test-blas: venv
 systemd-host-test-bundle: bundle
 	KIOSK_BUNDLE=$$(ls -t dist/haolinju-kiosk-*.tar | head -n 1) $(UV) run --locked pytest \
 		-p no:cacheprovider tests/systemd/test_bundle.py $(PYTEST_ARGS)
+
+# The same install onto a bare Debian 12 (debootstrap minbase + systemd, + iproute2 and curl for
+# the test's checks) as the host's lower layer instead of this machine's root. The tree is made
+# once from the Debian mirror and cached outside the repository; rm -rf it to start afresh.
+BARE_DEBIAN := $(HOME)/.cache/haolinju-kiosk/debootstrap-bookworm
+$(BARE_DEBIAN):
+	command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap
+	rm -rf $@.new
+	debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2,curl \
+		bookworm $@.new http://deb.debian.org/debian
+	mv $@.new $@
+
+systemd-host-test-bare: bundle $(BARE_DEBIAN)
+	KIOSK_HOST_LOWER=$(BARE_DEBIAN) KIOSK_BUNDLE=$$(ls -t dist/haolinju-kiosk-*.tar | head -n 1) \
+		$(UV) run --locked pytest -p no:cacheprovider \
+		tests/systemd/test_bundle.py::test_bundle_installs_with_no_network $(PYTEST_ARGS)
 
 # Start -> READY, RSS and idle CPU (camera on a video) of the installed service (~3 min).
 systemd-host-measure: venv

@@ -24,7 +24,9 @@ PYTHON=/usr/bin/python3.11
 #   espeak-ng alsa-utils           spoken prompts: espeak-ng renders, aplay plays
 #   sqlite3                        for technicians inspecting the database
 #   polkitd                        lets the kiosk user reach pcscd
-RUNTIME_PACKAGES="pcscd chromium fonts-noto-cjk cage xwayland espeak-ng alsa-utils sqlite3 polkitd"
+#   python3.11                     the venv's interpreter ($PYTHON): not in a minimal Debian 12
+#                                  (the bare-Debian bundle test stopped here without it)
+RUNTIME_PACKAGES="pcscd chromium fonts-noto-cjk cage xwayland espeak-ng alsa-utils sqlite3 polkitd python3.11"
 BLAS=1
 UI=1
 BUNDLE=
@@ -102,6 +104,10 @@ getent group kiosk >/dev/null || groupadd --system kiosk
 id kiosk >/dev/null 2>&1 || useradd --system --gid kiosk --home-dir /nonexistent \
   --shell /usr/sbin/nologin --comment "Haolinju Kiosk daemon" kiosk
 # audio: aplay opens /dev/snd/* (kiosk.service allows the sound devices to this group).
+# `input` comes with udev's package, not base-passwd: a minimal Debian 12 lacks it.
+for group in video input dialout audio; do
+  getent group "$group" >/dev/null || groupadd --system "$group"
+done
 usermod -a -G video,input,dialout,audio kiosk
 if [ "$UI" = 1 ]; then
   id kiosk-ui >/dev/null 2>&1 || useradd --system --user-group --home-dir /nonexistent \

@@ -8,9 +8,13 @@
 # SAFETY: systemd booted against the host's real root runs systemd-tmpfiles at boot and empties
 # the host's /tmp, deleting everyone's files. Every check below aborts before exec otherwise.
 #
-#   boot_host.sh ROOT UPPER WORK CANARY LOG
+#   [HOST_LOWER=DIR] [HOST_BINDS=DIR:DIR...] boot_host.sh ROOT UPPER WORK CANARY LOG
+#
+# HOST_LOWER: the overlay's lower layer, / by default (a bare Debian tree from debootstrap for
+# `make systemd-host-test-bare`); HOST_BINDS: directories shown read-only at the same path.
 set -eu
 ROOT=$1 UPPER=$2 WORK=$3 CANARY=$4 LOG=$5
+LOWER=${HOST_LOWER:-/}
 
 die() { echo "boot_host: $*" >&2; exit 1; }
 [ "$$" = 1 ] || die "not PID 1 of a new PID namespace"
@@ -19,7 +23,8 @@ die() { echo "boot_host: $*" >&2; exit 1; }
 # Nothing we mount may leak back into the host's mount namespace.
 mount --make-rprivate /
 mkdir -p "$ROOT"
-mount -t overlay overlay -o "lowerdir=/,upperdir=$UPPER,workdir=$WORK" "$ROOT"
+[ -x "$LOWER/lib/systemd/systemd" ] || die "$LOWER has no /lib/systemd/systemd"
+mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$UPPER,workdir=$WORK" "$ROOT"
 [ "$(stat -f -c %T "$ROOT")" = overlayfs ] || die "$ROOT is not an overlay"
 
 mount -t proc -o nosuid,nodev,noexec proc "$ROOT/proc"
@@ -47,6 +52,14 @@ mount --bind "$LOG" "$ROOT/dev/console"
 mount -t tmpfs -o mode=1777,nosuid,nodev,size=2g tmpfs "$ROOT/tmp"
 mount -t tmpfs -o mode=1777,nosuid,nodev,size=1g tmpfs "$ROOT/var/tmp"
 mount -t tmpfs -o mode=0755,nosuid,nodev,size=256m tmpfs "$ROOT/run"
+
+old_ifs=$IFS; IFS=:
+for dir in ${HOST_BINDS:-}; do
+  mkdir -p "$ROOT$dir"
+  mount --bind "$dir" "$ROOT$dir"
+  mount -o remount,bind,ro "$ROOT$dir"
+done
+IFS=$old_ifs
 
 # The check the whole design rests on: the overlay's /tmp is a fresh tmpfs, not the host's.
 [ "$(stat -f -c %T "$ROOT/tmp")" = tmpfs ] || die "$ROOT/tmp is not a tmpfs"

@@ -65,8 +65,13 @@ def _cgroup2_root() -> Path:
 class SystemdHost:
     """One booted host; use `boot()` as a context manager."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, lower: Path = Path("/"), binds: Sequence[Path] = ()) -> None:
+        """`lower`: the overlay's lower layer (this machine's root, or a bare Debian tree made by
+        debootstrap); `binds`: directories of this machine shown read-only at the same path
+        inside (the checkout and its bundle, when the lower layer is not this machine's root)."""
         self.workdir = workdir
+        self.lower = lower
+        self.binds = tuple(binds)
         self.upper = workdir / "upper"
         self.root = workdir / "root"
         self.log_path = workdir / "systemd.log"
@@ -95,8 +100,10 @@ class SystemdHost:
         # The shell moves itself into a cgroup of its own before unsharing the cgroup namespace,
         # so systemd manages that subtree and nothing else. --kill-child: if the unshare process
         # dies, the kernel SIGKILLs the namespace's PID 1 too.
+        binds = ":".join(str(b) for b in self.binds)
         script = (
-            f'echo $$ > "{self.cgroup}/cgroup.procs" && exec unshare --pid --mount --net '
+            f'echo $$ > "{self.cgroup}/cgroup.procs" && HOST_LOWER="{self.lower}" '
+            f'HOST_BINDS="{binds}" exec unshare --pid --mount --net '
             f'--cgroup --fork --kill-child -- sh "{BOOT_SCRIPT}" "{self.root}" "{self.upper}" '
             f'"{self.workdir / "work"}" "{self.canary}" "{self.log_path}"'
         )
