@@ -9,7 +9,8 @@ On a fresh systemd host: install.sh (the OpenBLAS dlib when its wheel is cached,
 * resident memory (VmRSS of the main process) and idle CPU (the unit cgroup's usage_usec over
   60 s, so decode threads and helpers count) with the camera on and nobody in view.
 
-Figures go to tests/systemd/artifacts/installed-figures.json and stdout. Timings are never
+Figures go to bench/results/installed.json (committed beside the dev-mode results, so the
+README's figures can be checked in a clone) and stdout. Timings are never
 asserted (DESIGN.md: speed belongs to the benchmarks).
 """
 
@@ -26,11 +27,12 @@ import time
 from pathlib import Path
 
 from tests.support.config import noon_zone
+from tests.support.paths import REPO
 from tests.systemd.host_setup import county_config, host_workdir, install
 from tests.systemd.systemd_host import SystemdHost, missing_kernel_feature, wait_for
 
 log = logging.getLogger("measure_installed")
-ARTIFACTS = Path(__file__).with_name("artifacts")
+RESULTS = REPO / "bench" / "results"
 WHEEL_CACHE = Path.home() / ".cache" / "haolinju-kiosk" / "wheels"
 VIDEO_DIR = "/srv/haolinju-camera"
 IDLE_S = 60
@@ -146,8 +148,7 @@ def main() -> int:
             figures["rss_camera_on_mb"] = rss_mb(host, pid)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "installed-figures.json").write_text(json.dumps(figures, indent=2))
+    (RESULTS / "installed.json").write_text(json.dumps(figures, indent=2) + "\n")
     log.info("%s", json.dumps(figures, indent=2, ensure_ascii=False))
     return 0
 
