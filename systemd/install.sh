@@ -178,16 +178,18 @@ chmod -R go-w,a+rX "$NEW"
 
 step "configuration in $ETC"
 install -d -m 0755 "$ETC"
-install -d -m 0700 "$ETC/credentials"
 if [ ! -f "$ETC/config.yaml" ]; then
   install -m 0644 "$SRC/config.yaml" "$ETC/config.yaml"
 fi
 step "validating $ETC/config.yaml with the new release"
 if ! "$NEW/.venv/bin/kiosk" validate-config "$ETC/config.yaml"; then
   rm -rf "$NEW"
-  echo "refusing to install: fix $ETC/config.yaml (nothing was changed or enabled)" >&2
+  # Packages and system users added above stay (harmless, and the next run needs them).
+  echo "refusing to install: fix $ETC/config.yaml (the installed release, its units and data" \
+    "are untouched; nothing was enabled)" >&2
   exit 1
 fi
+install -d -m 0700 "$ETC/credentials"
 for cred in device-token device-key face-key; do
   # Empty until `kiosk provision` fills them; LoadCredential= needs the files to exist.
   [ -f "$ETC/credentials/$cred" ] || install -m 0600 /dev/null "$ETC/credentials/$cred"

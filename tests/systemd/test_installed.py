@@ -316,5 +316,7 @@ def test_broken_config_is_refused_before_anything_is_enabled(
                 assert state in ("", "not-found", "disabled"), (unit, state)
             assert not host.path("/etc/systemd/system/kiosk.service").exists()
             assert not host.path(PREFIX).exists()
+            assert not host.path(PREFIX + ".new").exists()
+            assert not host.path("/etc/haolinju-kiosk/credentials").exists()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
