@@ -24,7 +24,7 @@ message the caregiver can act on:
 Each stored enrolment image also gets 5 augmented templates (kiosk.face.augment: the same
 image darker, flatter, softer, smaller, and encoded with 10 jitters): low-quality camera
 frames of the elder land nearer to them (docs/face.md: false rejects on the degraded set
-16 -> 11 of 48 frames at zero false accepts). They are derived rows (source `<source>+aug`),
+16 -> 10-11 of 48 frames at zero false accepts). They are derived rows (source `<source>+aug`),
 not counted towards MAX_TEMPLATES.
 
 Images are read, encoded and dropped: only the encrypted template is stored.
