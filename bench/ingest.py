@@ -72,7 +72,8 @@ class Phase:
 def _records(device_id: str, key: Any, n: int) -> list[Any]:
     """n lunch records of one device, chained and signed exactly as the kiosk stores them
     (models.chain.link_hash over the chained fields; the device key signs the hash): elder
-    k % ELDERS, a new day per round. Built here rather than through n kiosk databases, which
+    k % ELDERS of this kiosk's point (every point has its own elders, as in a county), a new day
+    per round. Built here rather than through n kiosk databases, which
     took 25 minutes for 200 kiosks on this shared machine; the bytes on the wire are the same."""
     import uuid
 
@@ -85,7 +86,7 @@ def _records(device_id: str, key: Any, n: int) -> list[Any]:
         elder = k % ELDERS + 1
         fields: dict[str, Any] = {
             "record_id": str(uuid.uuid4()), "seq": k + 1, "device_id": device_id,
-            "elder_id": f"E{elder:05d}", "service": "meal", "slot": "lunch",
+            "elder_id": f"{device_id[-6:]}-E{elder:03d}", "service": "meal", "slot": "lunch",
             "service_date": day,
             "checked_in_at": dt.datetime.combine(day, dt.time(11, 30), tzinfo=TZ),
             "method": "card", "card_uid": card_uid(elder), "reader": "desk", "distance": None,

@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import sessionmaker
 
 from models.db import make_engine
@@ -163,6 +164,8 @@ def create_platform_app(
     app.state.platform = state
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(OperationalError, _database_busy)
+    # Every pooled connection held by a transaction waiting on locks: busy too, not a 500.
+    app.add_exception_handler(PoolTimeoutError, _database_busy)
     for router in ROUTERS:
         app.include_router(router)
     console.install(app)  # the county console's pages at / and /console/...

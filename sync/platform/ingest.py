@@ -160,7 +160,7 @@ def mark_claims(session: Session, claims: list[dict[str, Any]], received_at: str
             holders[key]["contested"] = True
     for c in claims:  # the ranking's order is kept only where the settlement ranks
         c["received_at"] = None if c["claimed"] and not c["contested"] else received_at
-    stored = [key for key in contested if key not in holders]
+    stored = sorted(key for key in contested if key not in holders)  # one lock order
     received = (
         select(Record.received_at).where(Record.record_id == MealClaim.record_id).scalar_subquery()
     )
