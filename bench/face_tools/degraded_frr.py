@@ -16,7 +16,10 @@ Reported, for each way of making templates (`TEMPLATES`):
     clean photos (templates from train/, every test face and train photo leave-one-out);
   * per visit: `--visit-frames` camera frames of each genuine probe (the same recipe, fresh
     noise, the head moved a little: degraded.visit_frames), decided by the worker's rule,
-    2 of the last 3 frames, and by "any single frame".
+    2 of the last 3 frames, and by "any single frame";
+  * with `--probe-variants`: per-frame FR / FA at 0.45 with the aligned face chip normalised
+    (CLAHE, gamma, stretch) or the image upscaled before the landmarks, applied to templates
+    and probes alike, or to the probes only (what was tried and not adopted, docs/face.md).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -37,7 +41,7 @@ from kiosk.face.augment import augmented_encodings
 from kiosk.face.detect import FaceBox, Image, detect_faces
 from kiosk.face.encode import encode_face, encode_face_with_points
 from kiosk.face.enrol import fit_photo, judge_face, measure_face
-from kiosk.face.matcher import DEFAULT_MIN_MARGIN, FaceMatcher, Match
+from kiosk.face.matcher import DEFAULT_MIN_MARGIN, DEFAULT_THRESHOLD, FaceMatcher, Match
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +233,94 @@ def clean_rates(
     return out, worst, nearest_impostor
 
 
+# -- probe-side variants: photometric normalisation of the aligned chip, upscaling ----------
+
+
+def _clahe(chip: Image, clip: float = 2.0) -> Image:
+    lab = cv2.cvtColor(chip, cv2.COLOR_RGB2LAB)
+    lab[:, :, 0] = cv2.createCLAHE(clip, (4, 4)).apply(lab[:, :, 0])
+    return np.asarray(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), dtype=np.uint8)
+
+
+def _gamma(chip: Image) -> Image:
+    """Gamma that brings the mean grey of the face centre to mid-grey."""
+    lab = cv2.cvtColor(chip, cv2.COLOR_RGB2LAB)
+    mean = max(float(lab[37:113, 37:113, 0].mean()) / 255, 0.02)
+    lut = np.clip(255 * (np.arange(256) / 255) ** (np.log(0.5) / np.log(mean)), 0, 255)
+    lab[:, :, 0] = lut.astype(np.uint8)[lab[:, :, 0]]
+    return np.asarray(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), dtype=np.uint8)
+
+
+def _stretch(chip: Image) -> Image:
+    """Grey levels stretched between the 1st and 99th percentile of the face centre."""
+    lab = cv2.cvtColor(chip, cv2.COLOR_RGB2LAB)
+    grey = lab[:, :, 0].astype(np.float32)
+    lo, hi = np.percentile(grey[37:113, 37:113], [1, 99])
+    lab[:, :, 0] = np.clip((grey - lo) * 255 / max(hi - lo, 1), 0, 255).astype(np.uint8)
+    return np.asarray(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), dtype=np.uint8)
+
+
+PROBE_VARIANTS: dict[str, tuple[Callable[[Image], Image], float]] = {
+    "CLAHE on the aligned chip (clip 2, 4x4)": (_clahe, 1.0),
+    "CLAHE, clip 3": (lambda c: _clahe(c, 3.0), 1.0),
+    "gamma to mid-grey on the chip": (_gamma, 1.0),
+    "gamma + CLAHE": (lambda c: _clahe(_gamma(c)), 1.0),
+    "percentile stretch of the chip": (_stretch, 1.0),
+    "image upscaled 2x (bicubic) before the 5 landmarks": (lambda c: c, 2.0),
+}
+
+
+def chip_encoding(
+    image: Image, box: FaceBox, norm: Callable[[Image], Image], up: float
+) -> Encoding:
+    """dlib's own steps (5 points, aligned 150 px chip with padding 0.25, ResNet) with the
+    chip normalised in between; `up` enlarges the image before the landmarks."""
+    import dlib
+
+    from kiosk.face.weights import face_encoder, shape_predictor_5
+
+    if up != 1.0:
+        image = np.asarray(
+            cv2.resize(image, None, fx=up, fy=up, interpolation=cv2.INTER_CUBIC), dtype=np.uint8
+        )
+    top, right, bottom, left = (round(v * up) for v in box.css())
+    shape = shape_predictor_5()(image, dlib.rectangle(left, top, right, bottom))
+    chip = np.ascontiguousarray(norm(np.asarray(dlib.get_face_chip(image, shape, 150, 0.25))))
+    return np.asarray(face_encoder().compute_face_descriptor(chip, 1), dtype=np.float32)
+
+
+def probe_variant_rates(
+    shots: list[Shot], stranger_shots: list[tuple[Image, FaceBox]], name: str, both: bool
+) -> tuple[int, int, int, int]:
+    """FR, genuine, FA, trials per frame at the default threshold with one variant applied to
+    the probes and strangers (and, when `both`, to the enrolment images too)."""
+    norm, up = PROBE_VARIANTS[name]
+
+    def variant(image: Image, box: FaceBox, plain: Encoding) -> list[Encoding]:
+        return [chip_encoding(image, box, norm, up)] if both else [plain]
+
+    templates, sources = enrol(shots, variant)
+    matcher = _matcher(templates, DEFAULT_THRESHOLD)
+    fr = n = fa = trials = 0
+    for s in shots:
+        if sources.get(s.item.person) == s.item.source:
+            continue
+        enc = None
+        if s.image is not None and s.box is not None:
+            enc = chip_encoding(s.image, s.box, norm, up)
+        enrolled = s.item.person in templates
+        trials += len(templates) - enrolled
+        if enrolled:
+            n += 1
+            fr += not _accepts(matcher, enc, s.item.person)
+        decision = matcher.match(enc) if enc is not None else None
+        fa += isinstance(decision, Match) and decision.elder_id != s.item.person
+    for image, box in stranger_shots:
+        trials += len(templates)
+        fa += isinstance(matcher.match(chip_encoding(image, box, norm, up)), Match)
+    return fr, n, fa, trials
+
+
 def _pct(values: list[float]) -> str:
     finite = [v for v in values if math.isfinite(v)]
     p = np.percentile(finite, [0, 5, 50, 95, 100])
@@ -244,6 +336,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=15, help="15 is the calibration set")
     parser.add_argument("--visit-frames", type=int, default=10, help="0: no visits")
     parser.add_argument("--only", default=None, help="one TEMPLATES name (substring)")
+    parser.add_argument(
+        "--probe-variants", action="store_true", help="also chip normalisation and upscaling"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     faces = find_face_data(args.faces)
@@ -298,6 +393,18 @@ def main() -> None:
                    + " | ".join(f"{r[0]} · {r[2]}" for r in clean.values()) + " |")  # fmt: skip
         log.info("done: %s", name)
     log.info("%s\n\n%s", "\n".join(dist), "\n".join(roc))
+    if args.probe_variants:
+        stranger_shots = [
+            (load_rgb(faces / s.image), s.box) for s in samples if s.role == "stranger"
+        ]
+        lines = ["| on the probe (and the templates) | FR · FA at 0.45, templates and probes "
+                 "| probes only |", "|---|---|---|"]  # fmt: skip
+        for name in PROBE_VARIANTS:
+            both = probe_variant_rates(shots, stranger_shots, name, both=True)
+            alone = probe_variant_rates(shots, stranger_shots, name, both=False)
+            lines.append(f"| {name} | {both[0]} / {both[1]} · {both[2]} / {both[3]} | "
+                         f"{alone[0]} / {alone[1]} · {alone[2]} / {alone[3]} |")  # fmt: skip
+        log.info("\n%s", "\n".join(lines))
 
 
 if __name__ == "__main__":
