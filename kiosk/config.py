@@ -227,6 +227,9 @@ class FaceConfig(Strict):
     # Templates that follow ageing: keep a confident, live-checked check-in frame as a new
     # template (kiosk/face/templates.py `adapt`; reversible with `kiosk face revert`).
     learn_templates: bool = True
+    # Augmented views of each enrolment image (kiosk/face/augment.py): fewer false rejects on
+    # dark, soft frames, but a photo on a screen matches more often too. Off: config.yaml.
+    augment_templates: bool = False
     card_evidence: Literal["off", "evidence", "require"] = "evidence"
     rearm_after_s: float = Field(default=10.0, ge=1.0, le=3600.0)
 

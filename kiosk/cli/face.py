@@ -59,7 +59,8 @@ def enroll(
 
     _quiet()
     config, store, templates = _open(ctx)
-    enroller = Enroller(templates, config.face.threshold, config.face.min_margin)
+    face = config.face
+    enroller = Enroller(templates, face.threshold, face.min_margin, augment=face.augment_templates)
     refused = 0
     try:
         for photo in photos:

@@ -21,11 +21,14 @@ message the caregiver can act on:
   One person enrolled under two names is fraud, and two elders that close would make every
   live match between them "ambiguous" anyway.
 
-Each stored enrolment image also gets 5 augmented templates (kiosk.face.augment: the same
-image darker, flatter, softer, smaller, and encoded with 10 jitters): low-quality camera
-frames of the elder land nearer to them (docs/face.md: false rejects on the degraded set
-16 -> 10-11 of 48 frames at zero false accepts). They are derived rows (source `<source>+aug`),
-not counted towards MAX_TEMPLATES.
+With `face.augment_templates` (off by default), each stored enrolment image also gets 5
+augmented templates (kiosk.face.augment: the same image darker, flatter, softer, smaller, and
+encoded with 10 jitters): low-quality camera frames of the elder land nearer to them
+(docs/face.md: false rejects on the degraded set 16 -> 10-11 of 48 frames at zero false
+accepts). They are derived rows (source `<source>+aug`), not counted towards MAX_TEMPLATES.
+Off by default because a photo on a screen is such a low-quality frame too: it then matches
+more often and only liveness stands between it and a subsidised meal (one attack run of 8
+checked a screen photo in with them on; docs/face.md).
 
 Images are read, encoded and dropped: only the encrypted template is stored.
 """
@@ -267,7 +270,7 @@ class _Refuse(Exception):  # noqa: N818 (a control-flow signal inside Enroller, 
 
 class Enroller:
     def __init__(
-        self, templates: TemplateStore, threshold: float, min_margin: float, augment: bool = True
+        self, templates: TemplateStore, threshold: float, min_margin: float, augment: bool = False
     ) -> None:
         self.templates = templates
         self.duplicate_distance = threshold + min_margin

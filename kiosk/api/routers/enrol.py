@@ -69,7 +69,9 @@ def _enroller(request: Request) -> Enroller:
             services = state.services
             templates = TemplateStore(services.store, FaceKey.load(services.data_dir))
             face = services.config.face
-            enroller = Enroller(templates, face.threshold, face.min_margin)
+            enroller = Enroller(
+                templates, face.threshold, face.min_margin, augment=face.augment_templates
+            )
             state.enroller = enroller
     return enroller
 

@@ -137,7 +137,7 @@ def test_views_are_stored_apart_and_do_not_count_towards_the_limit(
         query = select(FaceTemplate.source).where(FaceTemplate.elder_id == "E0002")
         sources = sorted(session.scalars(query))
     assert sources == ["file", *["file+aug"] * len(VIEW_NAMES)]
-    enroller = Enroller(templates, 0.45, 0.08)
+    enroller = Enroller(templates, 0.45, 0.08, augment=True)
     image = load_image(face_data / "train/biden/biden2.jpg")
     for n in range(2, MAX_TEMPLATES + 1):
         result = enroller.enrol("E0002", image, "同意书-1", NOW)

@@ -235,7 +235,7 @@ def test_templates_are_encrypted_at_rest_with_the_key_outside_the_db(
     templates = TemplateStore(store, FaceKey.load(data))
     key_file = data / "keys" / "face.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
-    enroller = Enroller(templates, 0.45, 0.08)
+    enroller = Enroller(templates, 0.45, 0.08, augment=True)  # the views are encrypted too
     result = enroller.enrol("E0001", load_image(faces / "train/obama/obama.jpg"), "c-1", NOW)
     assert isinstance(result, Enrolled)
     stored = templates.all()  # the template and its augmented views (kiosk.face.augment)
@@ -309,8 +309,7 @@ def test_cli_enroll_identify_unenroll(tmp_path: Path, faces: Path) -> None:
     assert "none [unknown]" in stranger.output
 
     gone = runner.invoke(app, [*base, "unenroll", "E0001"])
-    # the photo's template and its 5 augmented views (kiosk.face.augment): all of them go
-    assert "deleted 6 face template(s) of E0001" in gone.output
+    assert "deleted 1 face template(s) of E0001" in gone.output  # augment_templates is off
 
 
 def test_an_unsafe_face_key_file_is_refused_not_fixed(tmp_path: Path) -> None:
@@ -374,3 +373,21 @@ def test_pick_distinct_is_greedy_by_score_with_spread_and_identity() -> None:
     kept = pick_distinct([third, stranger, near_best, best, other_view], 3, 0.08, 0.53)
     assert [c.index for c in kept] == [0, 2, 3]  # near_best too close; stranger too far
     assert [c.index for c in pick_distinct([best, other_view, third], 2, 0.08, 0.53)] == [0, 2]
+
+
+def test_cli_enroll_stores_augmented_views_only_when_the_config_asks(
+    tmp_path: Path, faces: Path
+) -> None:
+    """face.augment_templates reaches the enroller (off by default: docs/face.md)."""
+    runner = CliRunner()
+    photo = str(faces / "train/obama/obama.jpg")
+    for augment, stored in ((False, 1), (True, 6)):
+        data = new_data_dir(tmp_path / f"data-{augment}")
+        config = tmp_path / f"config-{augment}.yaml"
+        face = "face:\n  augment_templates: true\n" if augment else ""
+        config.write_text(BASE_CONFIG + face, encoding="utf-8")
+        base = ["--config", str(config), "--data-dir", str(data)]
+        ok = runner.invoke(app, [*base, "enroll", "E0001", photo, "--consent", "C-9"])
+        assert ok.exit_code == 0, ok.output
+        gone = runner.invoke(app, [*base, "unenroll", "E0001"])
+        assert f"deleted {stored} face template(s) of E0001" in gone.output, gone.output
