@@ -55,6 +55,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     true,
     union_all,
 )
@@ -650,7 +651,19 @@ class _ClaimSettlement:
                 amount = products[(rate, n)] = (rate or Decimal("0.00")) * n
             lines.append(Line(key[0], key[1], name, key[2], key[3], rate, n, amount))
         self.exceptions.sort(key=lambda row: (row[1], row[6], row[2], row[0]))
-        exceptions = [_exception(row, None, row.note) for row in self.exceptions]
+        # Most details repeat (the same flag, status, pair of points): built once each.
+        details: dict[tuple[Any, ...], str] = {}
+        exceptions = []
+        for row in self.exceptions:
+            reason = row.reason or "duplicate"
+            shape = (reason, row.flags, row.status, row.first_point, row.point_id, row.note)
+            detail = details.get(shape)
+            if detail is None:
+                detail = details[shape] = _exception(row, None, row.note).detail
+            exceptions.append(
+                ExceptionItem(row.record_id, row.point_id, row.elder_id, row.elder_name or "",
+                              row.service, row.slot, row.service_date, reason, detail)
+            )  # fmt: skip
         exceptions += _late_claims(
             self.session, self.first, None if self.scope is None else list(self.scope)
         )
@@ -669,6 +682,11 @@ def compute(session: Session, month: str, point_ids: Iterable[str] | None = None
        fetched by elder and listed as exceptions.
     2. Contested slots and the manual/flagged records: fetched with their roster state and
        ranked here like compute_from_records ranks (clean first, then received first)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # The grouped pass holds one entry per point, elder, service, slot and rate period
+        # (~2M for a province month, ~300 MB): in memory rather than spilled to disk, for this
+        # transaction only.
+        session.execute(text("SET LOCAL work_mem = '256MB'"))
     work = _ClaimSettlement(session, month, list(point_ids) if point_ids is not None else None)
     unpaid = work.uncontested()
     handled = work.ranked()
