@@ -55,7 +55,6 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    text,
     true,
     union_all,
 )
@@ -682,11 +681,6 @@ def compute(session: Session, month: str, point_ids: Iterable[str] | None = None
        fetched by elder and listed as exceptions.
     2. Contested slots and the manual/flagged records: fetched with their roster state and
        ranked here like compute_from_records ranks (clean first, then received first)."""
-    if session.get_bind().dialect.name == "postgresql":
-        # The grouped pass holds one entry per point, elder, service, slot and rate period
-        # (~2M for a province month, ~300 MB): in memory rather than spilled to disk, for this
-        # transaction only.
-        session.execute(text("SET LOCAL work_mem = '256MB'"))
     work = _ClaimSettlement(session, month, list(point_ids) if point_ids is not None else None)
     unpaid = work.uncontested()
     handled = work.ranked()
