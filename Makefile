@@ -92,9 +92,10 @@ format: venv
 # pytest exits 5 when it collected no tests: that must fail, not pass silently.
 # The tests marked pcsc share the machine's one pcscd and the vpcd ports: they run on their own
 # after the parallel part (xdist's groups were seen splitting them over both workers, which then
-# started two pcscd daemons that fought over the same readers).
+# started two pcscd daemons that fought over the same readers). --durations: the CI log names
+# the slowest tests, so the suite's time can be watched.
 pytest: setup
-	@set +e; $(UV) run --locked pytest $(PYTEST_XDIST) -m "not pcsc" $(PYTEST_ARGS); rc=$$?; \
+	@set +e; $(UV) run --locked pytest $(PYTEST_XDIST) -m "not pcsc" --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	$(UV) run --locked pytest -m pcsc $(PYTEST_ARGS); rc2=$$?; \
 	if [ $$rc2 -eq 5 ]; then echo "pytest collected no pcsc tests: failing" >&2; exit 1; fi; \
