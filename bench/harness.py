@@ -522,9 +522,12 @@ def load_line(m: dict[str, Any]) -> list[str]:
     load = m.get("loadavg_1min")
     if not load:
         return []  # results written before the load was recorded
+    cores = m.get("cores") or 1
+    busy = max(load["start"], load["end"]) > cores
+    verdict = "above the core count: other work slowed these figures" if busy else "quiet"
     return [
         f"Load average (1 min) at start {load['start']:.2f}, at end {load['end']:.2f}, "
-        f"on {m.get('cores')} cores: above the core count, other work slowed these figures."
+        f"on {m.get('cores')} cores: {verdict}."
     ]
 
 

@@ -21,6 +21,15 @@ def test_the_machine_record_holds_the_load_around_the_run_and_the_report_prints_
     text = markdown(report(machine))
     assert "Load average (1 min) at start 7.25, at end" in text
     assert f"on {os.cpu_count()} cores" in text
+    busy = max(7.25, load["end"]) > (os.cpu_count() or 1)
+    assert ("other work slowed these figures" in text) == busy
+
+
+def test_a_quiet_run_is_called_quiet() -> None:
+    quiet = {"cores": 2, "loadavg_1min": {"start": 0.7, "end": 0.8}}
+    assert "on 2 cores: quiet." in markdown(report(quiet))
+    busy = {"cores": 2, "loadavg_1min": {"start": 0.7, "end": 5.4}}
+    assert "other work slowed these figures" in markdown(report(busy))
 
 
 def test_results_written_before_the_load_was_recorded_still_render() -> None:
