@@ -34,6 +34,7 @@ from sync.backoff import Backoff
 from sync.book_uploader import BookUploader
 from sync.checkpoint import push_checkpoint
 from sync.client import PlatformClient, PlatformError
+from sync.county_cards import pull_county_cards
 from sync.heartbeat import HeartbeatExtras, build_heartbeat
 from sync.reconcile import reconcile
 from sync.roster_pull import CardForm, pull_roster
@@ -185,7 +186,6 @@ class SyncRunner:
         if self.verifier is None:
             log.warning("county card list pull skipped: no platform public key configured")
             return False
-        from sync.county_cards import pull_county_cards
 
         def body() -> None:
             assert self.verifier is not None

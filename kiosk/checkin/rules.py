@@ -31,6 +31,7 @@ from models.chain import SignatureCheck
 from models.db import Store
 from models.records import RecordSigner, append_record
 from models.tables import AuditEvent, Card, Elder, MealRecord
+from sync.county_cards import lookup, lookup_elder
 from sync.evidence import EvidenceMonitor, EvidenceReport
 from sync.signing import PlatformVerifier
 
@@ -452,8 +453,6 @@ class CheckinService:
         key needs one; a roster apply only upserts the elders it lists, so it never deletes
         him, and if his point ever becomes this one, the roster's row takes over). A visitor
         row whose elder has left the list is no longer served as one."""
-        from sync.county_cards import lookup, lookup_elder
-
         if req.card_uid is not None:
             found = lookup(self.store, req.card_uid)
         else:
