@@ -6,7 +6,7 @@ Counts and states only: no names, no face data, no images (the wire model has no
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from models.db import Store
 from models.records import chain_head
 from models.tables import MealRecord, Outbox
-from sync.wire import Heartbeat, Location, SafetyLedger
+from sync.wire import Heartbeat, Location, SafetyLedger, ServingSlot
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class HeartbeatExtras:
     camera: str = "unknown"
     # The safety ledgers (sync.wire.SafetyLedger as plain data), or None to send none.
     safety: dict[str, Any] | None = None
+    # The point's serving windows: (service, slot, start, end) in local time, from config.
+    serving_slots: Sequence[tuple[str, str, dt.time, dt.time]] = ()
 
 
 def build_heartbeat(
@@ -78,4 +80,8 @@ def build_heartbeat(
         camera=more.camera,
         chain_head_seq=head_seq,
         safety=SafetyLedger.model_validate(more.safety) if more.safety is not None else None,
+        serving_slots=[
+            ServingSlot.model_validate({"service": sv, "slot": sl, "start": a, "end": b})
+            for sv, sl, a, b in more.serving_slots
+        ],
     )

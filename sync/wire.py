@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from models.chain import (
     BOOK_CHAINED_FIELDS,
@@ -367,6 +367,22 @@ class SafetyLedger(Wire):
     inspections: list[InspectionEntry] = Field(default_factory=list, max_length=10)
 
 
+class ServingSlot(Wire):
+    """One serving window of the point as configured on the terminal (config.yaml meal.slots,
+    cleaning.slots), in the point's local time: the county's silent-point alert uses it."""
+
+    service: Literal["meal", "cleaning"]
+    slot: str = Field(min_length=1, max_length=16)
+    start: dt.time
+    end: dt.time
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> ServingSlot:
+        if self.end <= self.start:
+            raise ValueError(f"slot {self.slot}: end {self.end} must be after start {self.start}")
+        return self
+
+
 class Heartbeat(Wire):
     """POST /v1/heartbeat: how the terminal is doing. No personal data beyond caregiver ids."""
 
@@ -384,6 +400,8 @@ class Heartbeat(Wire):
     camera: str = "unknown"
     chain_head_seq: int = Field(ge=0)
     safety: SafetyLedger | None = None  # optional: kiosks before the ledgers do not send it
+    # The point's serving windows (optional: kiosks before them do not send any).
+    serving_slots: list[ServingSlot] = Field(default_factory=list, max_length=8)
 
 
 class HeartbeatAck(Wire):

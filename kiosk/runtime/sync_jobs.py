@@ -40,6 +40,17 @@ def start_sync(services: KioskServices) -> tuple[SyncJobs | None, str]:
     if not token:
         return None, "not provisioned (no device token): run `kiosk provision`"
 
+    # The serving windows go up with every heartbeat: the county judges a silent point by them.
+    serving_slots = [
+        (service, s.name, s.start, s.end)
+        for service, part in (
+            ("meal", services.config.meal),
+            ("cleaning", services.config.cleaning),
+        )
+        if part.enabled
+        for s in part.slots
+    ]
+
     def extras() -> HeartbeatExtras:
         from kiosk.touchscreen.ledgers import heartbeat_summary
 
@@ -53,6 +64,7 @@ def start_sync(services: KioskServices) -> tuple[SyncJobs | None, str]:
             readers={name: r.state for name, r in health.readers.items()},
             camera=health.camera.state,
             safety=safety,
+            serving_slots=serving_slots,
         )
 
     try:

@@ -6,7 +6,8 @@ by the completeness sweep; these are the *behaviour* alerts a county officer loo
 - `manual_share`: on a day, manual check-ins are a large share of a point's records;
 - `flagged_share`: card taps flagged `no_face` / `face_mismatch` are a large share of its taps;
 - `clock_unsynced`: records made while the terminal's clock was not synchronised;
-- `silent_point`: during the serving window, no heartbeat from a point's active terminal;
+- `silent_point`: inside one of the point's serving windows (as its terminals report them in
+  the heartbeat; the county default where none is known), no heartbeat from its terminals;
 - `notice_not_posted`: after the 10th, no `notice_posted` book entry for last month's 公示;
 - `health_overdue`: a caregiver's latest health certificate (book entry `health_check`) expired;
 - `safety_overdue`: the terminal's safety ledgers report open problems, or no weekly
@@ -29,7 +30,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sync.platform.settlement import MANUAL_LIKE
-from sync.platform.tables import Alert, BookEntryRow, Device, HeartbeatRow, Record
+from sync.platform.tables import Alert, BookEntryRow, Device, HeartbeatRow, MealPoint, Record
 
 log = logging.getLogger(__name__)
 SITE = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -127,26 +128,66 @@ def _active_devices(session: Session) -> dict[str, list[Device]]:
     return out
 
 
+@dataclass(frozen=True)
+class ServingWindow:
+    start: dt.time
+    end: dt.time
+    label: str  # "meal/lunch", or "county default"
+    source: str  # "point": reported by the point's terminal; "county_default": Thresholds
+
+
+def _reported_windows(bodies: list[str]) -> list[ServingWindow]:
+    """The serving windows the point's terminals last reported in their heartbeats (validated
+    on arrival by the wire model; read defensively: a row from before them has none)."""
+    seen: dict[tuple[dt.time, dt.time, str], ServingWindow] = {}
+    for body in bodies:
+        try:
+            slots = json.loads(body).get("serving_slots") or []
+            for s in slots:
+                w = ServingWindow(
+                    dt.time.fromisoformat(s["start"]), dt.time.fromisoformat(s["end"]),
+                    f"{s['service']}/{s['slot']}", "point",
+                )  # fmt: skip
+                seen.setdefault((w.start, w.end, w.label), w)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return sorted(seen.values(), key=lambda w: (w.start, w.label))
+
+
 def silent_points(session: Session, now: dt.datetime, th: Thresholds) -> int:
-    local = now.astimezone(SITE)
-    start = dt.datetime.combine(local.date(), th.serving_start, tzinfo=SITE)
-    end = dt.datetime.combine(local.date(), th.serving_end, tzinfo=SITE)
-    if not start + th.silent_after <= local <= end:
-        return 0
-    beats = {h.device_id: h.received_at for h in session.scalars(select(HeartbeatRow))}
+    """A point none of whose active terminals was heard for `silent_after` inside one of its
+    serving windows: the windows its terminals report (heartbeat `serving_slots`), else the
+    county default; the alert names the hours it judged by and where they came from."""
+    beats = {h.device_id: h for h in session.scalars(select(HeartbeatRow))}
+    zones = {p.point_id: p.timezone for p in session.scalars(select(MealPoint))}
+    default = ServingWindow(th.serving_start, th.serving_end, "county default", "county_default")
     raised = 0
     for point_id, devices in _active_devices(session).items():
-        last = max((beats.get(d.device_id, "") for d in devices), default="")
-        heard = dt.datetime.fromisoformat(last) if last else None
-        if heard is not None and now - heard <= th.silent_after:
-            continue
-        raised += _raise(
-            session, "silent_point", point_id, devices[0].device_id, now,
-            f"{local.date()}: no heartbeat during serving hours "
-            f"({th.serving_start:%H:%M}-{th.serving_end:%H:%M})",
-            {"last_heartbeat": last or None, "checked_at": now.isoformat(),
-             "devices": [d.device_id for d in devices]},
-        )  # fmt: skip
+        try:
+            zone = zoneinfo.ZoneInfo(zones.get(point_id) or "Asia/Shanghai")
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            zone = SITE
+        local = now.astimezone(zone)
+        reported = _reported_windows([b.body for d in devices if (b := beats.get(d.device_id))])
+        for w in reported or [default]:
+            start = dt.datetime.combine(local.date(), w.start, tzinfo=zone)
+            end = dt.datetime.combine(local.date(), w.end, tzinfo=zone)
+            if not start + th.silent_after <= local <= end:
+                continue
+            last = max((b.received_at for d in devices if (b := beats.get(d.device_id))),
+                       default="")  # fmt: skip
+            heard = dt.datetime.fromisoformat(last) if last else None
+            if heard is not None and now - heard <= th.silent_after:
+                continue
+            hours = f"{w.start:%H:%M}-{w.end:%H:%M}"
+            where = f"slot {w.label}" if w.source == "point" else "county default"
+            raised += _raise(
+                session, "silent_point", point_id, devices[0].device_id, now,
+                f"{local.date()}: no heartbeat during serving hours ({hours}, {where})",
+                {"last_heartbeat": last or None, "checked_at": now.isoformat(),
+                 "devices": [d.device_id for d in devices], "serving_hours": hours,
+                 "hours_from": w.source, "slot": w.label if w.source == "point" else None},
+            )  # fmt: skip
     return raised
 
 
