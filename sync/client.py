@@ -156,9 +156,11 @@ class PlatformClient:
             "GET", "/v1/roster", SignedRoster, params={"since": since}, headers=headers
         )
 
-    def county_cards(self) -> SignedRoster:
-        """The signed county card list (roaming elders); the payload is a CountyCardsPayload."""
-        return self._call("GET", "/v1/county-cards", SignedRoster)
+    def county_cards(self, etag: str | None = None) -> SignedRoster | None:
+        """The signed county card list (roaming elders; the payload is a CountyCardsPayload), or
+        None when it is still the one whose ETag we hold (304)."""
+        headers = {"If-None-Match": etag} if etag else {}
+        return self._call_unless_unchanged("GET", "/v1/county-cards", SignedRoster, headers=headers)
 
     def heartbeat(self, hb: Heartbeat) -> HeartbeatAck:
         return self._call("POST", "/v1/heartbeat", HeartbeatAck, json=_dump(hb))
@@ -167,7 +169,7 @@ class PlatformClient:
 
     def _call(self, method: str, path: str, model: type[M], **kwargs: Any) -> M:
         parsed = self._call_unless_unchanged(method, path, model, **kwargs)
-        if parsed is None:  # only the roster is ever "not modified"
+        if parsed is None:  # only the roster and the county card list are ever "not modified"
             raise PlatformError("bad_response", "unexpected HTTP 304", status=304)
         return parsed
 

@@ -7,6 +7,11 @@ lower than the one held (a replayed older list: a rollback to withdrawn cards); 
 version is the same content and is taken again. Accepted: card numbers brought to the
 roster's form, this point's own elders left out, and written to `county_cards.json` in the data
 directory through a temporary file and os.replace (a crash leaves the old or the new list).
+
+The list held keeps its ETag (`sync.wire.county_cards_etag`, worked out from its version and
+signature); each pull sends it as If-None-Match, and a 304 means "unchanged": the file is not
+rewritten. Every pull that got an answer (applied or unchanged) is noted with its time in
+`county_cards.checked` beside it, for `kiosk sync --status` (`list_status`).
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ from models.tables import AuditEvent
 from sync.client import PlatformClient, PlatformError
 from sync.roster_pull import CardForm
 from sync.signing import PlatformVerifier
-from sync.wire import CountyCardsPayload, county_cards_message, verify
+from sync.wire import CountyCardsPayload, county_cards_etag, county_cards_message, verify
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "county_cards.json"
+CHECKED_NAME = "county_cards.checked"
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class CountyCard:
 
 @dataclass(frozen=True)
 class CountyCardsOutcome:
-    status: Literal["applied", "refused"]
+    status: Literal["applied", "unchanged", "refused"]
     cards: int = 0
     detail: str = ""
     version: int | None = None
@@ -66,7 +72,7 @@ def _refuse(store: Store, why: str, now: dt.datetime) -> CountyCardsOutcome:
     return CountyCardsOutcome("refused", detail=why)
 
 
-def pull_county_cards(
+def pull_county_cards(  # noqa: PLR0911 — one return per refusal reads as the list of checks
     store: Store,
     client: PlatformClient,
     verifier: PlatformVerifier,
@@ -75,12 +81,19 @@ def pull_county_cards(
     card_form: CardForm | None = None,
 ) -> CountyCardsOutcome:
     """One pull; raises PlatformError only for transport/HTTP failures (the caller backs off)."""
+    held = _held_head(store)
     try:
-        signed = client.county_cards()
+        signed = client.county_cards(etag=held.etag)
     except PlatformError as exc:
         if exc.kind != "bad_response":
             raise
         return _refuse(store, f"malformed response: {exc.message}", now)
+    if signed is None:
+        if held.etag is None:  # a 304 to a pull that named no list: nothing to keep using
+            return _refuse(store, "HTTP 304 without an ETag sent", now)
+        _note_checked(store, now, "unchanged", held.version)
+        log.info("county card list version %s unchanged (304)", held.version)
+        return CountyCardsOutcome("unchanged", cards=held.cards, version=held.version)
     # The signature is checked on the exact bytes before anything inside is looked at.
     if not verify(verifier.public_key, county_cards_message(signed.payload), signed.signature):
         return _refuse(store, "signature does not verify with the platform key", now)
@@ -89,12 +102,13 @@ def pull_county_cards(
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[:3]
         return _refuse(store, f"malformed payload: {first}", now)
-    held = held_version(store)
-    if held is not None and payload.version < held:
+    if held.version is not None and payload.version < held.version:
         # A signed list older than the one held is a replay: it could bring back cards that
         # have since been withdrawn (a lost card, an elder who died).
         return _refuse(
-            store, f"older list: version {payload.version} < version {held} held (a rollback)", now
+            store,
+            f"older list: version {payload.version} < version {held.version} held (a rollback)",
+            now,
         )
     cards: dict[str, list[str]] = {}
     try:
@@ -111,31 +125,95 @@ def pull_county_cards(
     path = list_path(store)
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", encoding="utf-8") as f:
-        doc = {"version": payload.version, "issued_at": payload.issued_at.isoformat()}
+        doc = {
+            "version": payload.version,
+            "issued_at": payload.issued_at.isoformat(),
+            "etag": county_cards_etag(payload.version, signed.signature),
+        }
         json.dump(doc | {"cards": cards}, f)
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
+    _note_checked(store, now, "applied", payload.version)
     log.info(
         "county card list version %d applied: %d cards of other points", payload.version, len(cards)
     )
     return CountyCardsOutcome("applied", cards=len(cards), version=payload.version)
 
 
-def held_version(store: Store) -> int | None:
-    """The version of the list held; None when none is held (or it cannot be read: the next
-    signed list replaces it). A list kept before lists were versioned counts as version 0."""
+@dataclass(frozen=True)
+class _Head:
+    version: int | None = None
+    etag: str | None = None
+    cards: int = 0
+
+
+def _held_head(store: Store) -> _Head:
+    """Version, ETag and size of the list held; empty when none is held (or it cannot be read:
+    the next signed list replaces it). A list kept before lists were versioned counts as
+    version 0; one kept before ETags has none (the next pull fetches the list whole)."""
     try:
         with list_path(store).open(encoding="utf-8") as f:
             # Only the head is needed, but the file is one JSON document: json.load reads it.
             doc = json.load(f)
     except FileNotFoundError:
-        return None
+        return _Head()
     except (OSError, ValueError) as exc:
         log.error("county card list held is unreadable, the next one replaces it: %s", exc)
-        return None
-    version = doc.get("version", 0) if isinstance(doc, dict) else 0
-    return version if isinstance(version, int) else 0
+        return _Head()
+    if not isinstance(doc, dict):
+        return _Head(version=0)
+    version, etag, cards = doc.get("version", 0), doc.get("etag"), doc.get("cards")
+    return _Head(
+        version if isinstance(version, int) else 0,
+        etag if isinstance(etag, str) and etag else None,
+        len(cards) if isinstance(cards, dict) else 0,
+    )
+
+
+def held_version(store: Store) -> int | None:
+    """The version of the list held; None when none is held or it cannot be read."""
+    return _held_head(store).version
+
+
+def _note_checked(store: Store, now: dt.datetime, outcome: str, version: int | None) -> None:
+    """When the platform last answered a pull (a small file of its own: a 304 leaves the list
+    itself untouched)."""
+    path = store.db_path.parent / CHECKED_NAME
+    tmp = path.with_suffix(".checked.tmp")
+    doc = {"checked_at": now.isoformat(), "outcome": outcome, "version": version}
+    try:
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:  # only the status line suffers
+        log.warning("could not note the county card list check: %s", exc)
+
+
+@dataclass(frozen=True)
+class CountyCardsStatus:
+    version: int | None  # of the list held; None: none held
+    cards: int  # cards of other points on it
+    applied_at: dt.datetime | None  # when the list held was written
+    checked_at: dt.datetime | None  # when the platform last answered a pull
+    last_outcome: str | None  # "applied" or "unchanged"
+
+
+def list_status(store: Store) -> CountyCardsStatus:
+    """What `kiosk sync --status` shows of the county card list."""
+    head = _held_head(store)
+    try:
+        mtime = list_path(store).stat().st_mtime
+        applied_at: dt.datetime | None = dt.datetime.fromtimestamp(mtime, dt.UTC)
+    except OSError:
+        applied_at = None
+    checked_at, outcome = None, None
+    try:
+        doc = json.loads((store.db_path.parent / CHECKED_NAME).read_text(encoding="utf-8"))
+        checked_at = dt.datetime.fromisoformat(doc["checked_at"])
+        outcome = str(doc.get("outcome") or "") or None
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return CountyCardsStatus(head.version, head.cards, applied_at, checked_at, outcome)
 
 
 @dataclass(frozen=True)

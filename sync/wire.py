@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
 from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidSignature
@@ -469,6 +470,23 @@ def roster_message(payload_text: str) -> bytes:
 
 def county_cards_message(payload_text: str) -> bytes:
     return b"haolinju-county-cards-v1\n" + payload_text.encode("utf-8")
+
+
+def county_cards_etag(version: int, signature_b64: str) -> str:
+    """The strong ETag of a signed county card list: its version and a digest of its signature.
+    The signature covers the exact payload bytes (Ed25519 is deterministic, and the platform
+    builds one payload per content), so equal tags mean byte-equal lists; the kiosk works out
+    the tag of the list it holds the same way and sends it as If-None-Match."""
+    digest = hashlib.sha256(signature_b64.encode("ascii")).hexdigest()[:32]
+    return f'"{version}-{digest}"'
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """If-None-Match against one tag (RFC 9110 13.1.2: a list, `*`, weak comparison)."""
+    if not if_none_match:
+        return False
+    tags = [tag.strip() for tag in if_none_match.split(",")]
+    return any(tag == "*" or tag.removeprefix("W/") == etag for tag in tags)
 
 
 def public_key_from_b64(text: str) -> Ed25519PublicKey:

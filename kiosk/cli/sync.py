@@ -69,6 +69,16 @@ def _show_status(store: Store, zone: dt.tzinfo) -> None:
         out.print(f"oldest pending record: {_local(s.oldest_pending_at, zone)}")
     if s.last_error:
         out.print(f"last error: {s.last_error}", style="red")
+    from sync.county_cards import list_status
+
+    cc = list_status(store)
+    if cc.version is not None or cc.checked_at is not None:
+        checked = _local(cc.checked_at, zone) if cc.checked_at else "never"
+        applied = _local(cc.applied_at, zone) if cc.applied_at else "never"
+        out.print(
+            f"county card list: version {cc.version}, {cc.cards} cards of other points, "
+            f"written {applied}; last checked {checked} ({cc.last_outcome or '-'})"
+        )
     if s.rejected:
         table = Table("seq", "date", "record", "reason", title="rejected by the platform")
         for r in s.rejected:

@@ -101,7 +101,7 @@ def test_signed_list_served_verified_and_tampered_refused(
         ),
     ]
     for tampered in bad:
-        client.county_cards = lambda t=tampered: t  # type: ignore[method-assign,misc]
+        client.county_cards = lambda t=tampered, **_: t  # type: ignore[method-assign,misc]
         out = pull_county_cards(kiosk.store, client, verifier, kiosk.point_id, NOW, str.upper)
         assert out.status == "refused"
     found_after = lookup(kiosk.store, card)
@@ -214,7 +214,7 @@ def test_older_signed_list_replayed_is_refused_and_the_newer_one_kept(
     assert new.status == "applied" and new.version is not None and new.version > old_version
     assert lookup(kiosk.store, card) is None
 
-    client.county_cards = lambda: old  # type: ignore[method-assign]
+    client.county_cards = lambda **_: old  # type: ignore[method-assign]
     replay = pull_county_cards(kiosk.store, client, verifier, kiosk.point_id, NOW)
     assert replay.status == "refused", replay
     assert "older list" in replay.detail
@@ -227,7 +227,7 @@ def test_older_signed_list_replayed_is_refused_and_the_newer_one_kept(
     assert [json.loads(w)["why"] for w in why] == [replay.detail]
 
     # The same version again (nothing published since) is the same list: taken.
-    client.county_cards = lambda: new_signed  # type: ignore[method-assign]
+    client.county_cards = lambda **_: new_signed  # type: ignore[method-assign]
     new_signed = kiosk.client(platform.url).county_cards()
     assert pull_county_cards(kiosk.store, client, verifier, kiosk.point_id, NOW).status == (
         "applied"
