@@ -16,9 +16,9 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from sqlalchemy import func, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sync.platform.console import auth, pages
+from sync.platform.console import auth, pages, visitors
 from sync.platform.console.pages import HERE, render
-from sync.platform.deps import Principal, StateDep
+from sync.platform.deps import Principal, StateDep, point_in_scope
 from sync.platform.settlement import SERVICE_LABELS, SLOT_LABELS
 from sync.platform.state import PlatformState
 from sync.platform.tables import Device, HeartbeatRow, MealPoint, Record
@@ -135,6 +135,7 @@ def _today_rows(state: PlatformState, points: Sequence[MealPoint]) -> list[dict[
             .where(Record.service_date == today, Device.point_id.in_(ids))
             .group_by(Device.point_id, Record.service, Record.slot)
         ).all()
+        roaming = visitors.counts(session, ids, today)
     rows = []
     for p in points:
         mine = [d for d in devices if d.point_id == p.point_id]
@@ -153,6 +154,9 @@ def _today_rows(state: PlatformState, points: Sequence[MealPoint]) -> list[dict[
             "uploaded": {
                 slot_label(f"{s}/{sl}"): n for pid, s, sl, n in uploaded if pid == p.point_id
             },
+            # 全城通: visitors served here (外点来客), own elders served elsewhere (外出就餐).
+            "visitors_here": {slot_label(k): n for k, n in roaming[p.point_id].here.items()},
+            "visitors_away": {slot_label(k): n for k, n in roaming[p.point_id].away.items()},
         }
         for d in mine:
             beat = beats.get(d.device_id)
@@ -194,6 +198,20 @@ def today_page(request: Request, state: StateDep, who: auth.ConsoleUser) -> Resp
         uploaded_total=sum(sum(r["uploaded"].values()) for r in rows),
         offline_minutes=int(OFFLINE_AFTER.total_seconds() // 60),
     )
+
+
+@router.get("/console/visitors/{point_id}")
+def visitors_page(request: Request, point_id: str, state: StateDep, who: auth.ConsoleUser
+                  ) -> Response:  # fmt: skip
+    """Today's roaming meals of one point in the viewer's scope (others: 404)."""
+    point = point_in_scope(state, who, point_id)
+    today = state.clock().astimezone(SITE).date()
+    with state.sessions() as session:
+        here, away = visitors.meals(session, point, today, who)
+    return render(
+        request, state, "visitors.html", who, point=point, today=today, here=here, away=away,
+        slot_label=slot_label,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- wiring
