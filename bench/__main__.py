@@ -9,6 +9,7 @@ figures. `--only` re-runs some benchmarks and keeps the other rows of the previo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +34,13 @@ def bench(
     strict: Annotated[
         bool, typer.Option("--strict", help="exit 1 when a budget is missed")
     ] = False,
+    face_detector: Annotated[
+        str | None,
+        typer.Option(
+            "--face-detector",
+            help="face: also time these detectors beside HOG (hog,yunet; BENCH_FACE_DETECTORS)",
+        ),
+    ] = None,
 ) -> None:
     """Measure the budgets of DESIGN.md against naive baselines; write JSON + Markdown."""
     try:
@@ -40,6 +48,8 @@ def bench(
     except ImportError as exc:  # an installed wheel has no bench/: it lives in the repository
         err.print(f"the benchmark harness is not available here ({exc}); run from the repo")
         raise typer.Exit(2) from None
+    if face_detector:
+        os.environ["BENCH_FACE_DETECTORS"] = face_detector
     names = [n.strip() for item in only or [] for n in item.split(",") if n.strip()]
     try:
         harness.select(names)

@@ -8,10 +8,15 @@ largest face, one 5-point-aligned encoding) then `FaceMatcher.match` over the ro
 Baseline: what the face_recognition README does: full-frame HOG with its default one
 upsampling, `face_encodings` of every face found, `compare_faces` over a Python list of the
 known encodings. Both run on the same frame, alternating which goes first.
+
+`BENCH_FACE_DETECTORS=hog,yunet` (or `python -m bench --only face --face-detector hog,yunet`)
+also runs our pipeline with each other face detector named (`face.detector`, at the kiosk's
+settings) on the same frames, interleaved, and adds its rows with the detector's name.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -102,7 +107,7 @@ def roster(frames: list[tuple[str, np.ndarray]]) -> tuple[list[str], np.ndarray]
     return ids, np.vstack([np.array(encs, dtype=np.float32).reshape(-1, 128), filler])
 
 
-def run(ctx: Context) -> list[Row]:  # noqa: PLR0915
+def run(ctx: Context) -> list[Row]:  # noqa: PLR0912, PLR0915
     import face_recognition
 
     from kiosk.face import FaceMatcher
@@ -118,6 +123,25 @@ def run(ctx: Context) -> list[Row]:  # noqa: PLR0915
     known = [e.astype(np.float64) for e in encodings]  # how naive code keeps known faces
     pipeline = FacePipeline()  # the kiosk defaults (docs/face.md)
     reps = ctx.size(1, 3)
+    from kiosk.face.detect import make_detector
+
+    names = (os.environ.get("BENCH_FACE_DETECTORS") or "hog").split(",")
+    others = {n.strip(): FacePipeline(detector=make_detector(n.strip()))
+              for n in names if n.strip() and n.strip() != "hog"}  # fmt: skip
+    other_times: dict[str, dict[str, list[float]]] = {
+        n: {"detect": [], "one face": [], "total": []} for n in others
+    }
+
+    def run_other(name: str, frame: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        analysis = others[name].analyze_bgr(frame)
+        if analysis.encoding is not None:
+            matcher.match(analysis.encoding)
+        total = (time.perf_counter() - t0) * 1000
+        other_times[name]["detect"].append(analysis.timings.detect_ms)
+        other_times[name]["total"].append(total)
+        if analysis.encoding is not None:
+            other_times[name]["one face"].append(total)
 
     ours: dict[str, list[float]] = {
         k: [] for k in ("convert", "detect", "encode", "match", "total")
@@ -172,6 +196,10 @@ def run(ctx: Context) -> list[Row]:  # noqa: PLR0915
     # Warm-up: model files, dlib's first-call allocations.
     run_ours(frames[0][1])
     run_base(frames[0][1])
+    for name in others:
+        run_other(name, frames[0][1])
+        for values in other_times[name].values():
+            values.clear()
     for key, values in ours.items():
         values.clear()
         base[key].clear()
@@ -187,6 +215,8 @@ def run(ctx: Context) -> list[Row]:  # noqa: PLR0915
                 found = run_ours(frame)
             if found and n == 1:
                 one_face_base.append(base["total"][-1])
+            for name in others:
+                run_other(name, frame)
 
     rows = []
     common: dict[str, Any] = {"bench": "face", "unit": "ms", "baseline_label": BASELINE_LABEL}
@@ -203,6 +233,15 @@ def run(ctx: Context) -> list[Row]:  # noqa: PLR0915
                     baseline=p99(one_face_base), n=len(one_face_ours), **common))  # fmt: skip
     rows.append(Row(metric="frame->decision, any frame, p50", ours=p50(ours["total"]),
                     baseline=p50(base["total"]), n=len(ours["total"]), **common))  # fmt: skip
+    for name, times in other_times.items():
+        for metric, key in (("detect p50", "detect"), ("frame->decision, one face, p50",
+                            "one face"), ("frame->decision, any frame, p50", "total")):  # fmt: skip
+            rows.append(Row(metric=f"{metric}, {name}", ours=p50(times[key]), n=len(times[key]),
+                            **common))  # fmt: skip
+        ctx.note(
+            f"{name}: a usable face in {len(times['one face'])} of {len(times['total'])} frames "
+            f"(hog: {len(one_face_ours)} of {len(ours['total'])})"
+        )
     ctx.note(
         f"{len(frames)} frames x {reps}, 640x480; roster {ROSTER} templates "
         f"({len(ids) - ROSTER + sum(1 for i in ids if not i.startswith('filler'))} of them from "

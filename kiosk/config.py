@@ -216,7 +216,11 @@ class FaceConfig(Strict):
     threshold: float = Field(default=0.45, gt=0.0, lt=1.0)
     min_margin: float = Field(default=0.08, ge=0.0, lt=1.0)
     min_face_px: int = Field(default=64, ge=40, le=1000)
-    detect_scale: float = Field(default=0.75, gt=0.0, le=1.0)
+    detect_scale: float = Field(default=0.75, gt=0.0, le=1.0)  # HOG's input scale
+    # hog (dlib, everywhere) | yunet (libfacedetection, x86-64 only): templates remember the
+    # detector that made them, so a switch means re-enrolment (docs/face.md).
+    detector: Literal["hog", "yunet"] = "hog"
+    yunet_scale: float = Field(default=0.5, gt=0.0, le=1.0)  # YuNet's input scale
     # parallax: passive, licence-clean (5-point landmarks); blink modes need the 68-point model.
     liveness: Literal["off", "parallax", "blink", "blink+turn"] = "parallax"
     liveness_timeout_s: float = Field(default=6.0, ge=1.0, le=60.0)
@@ -238,6 +242,17 @@ class FaceConfig(Strict):
     def _yaml_off(cls, value: Any) -> Any:
         # YAML 1.1 reads an unquoted `off` as the boolean false.
         return "off" if value is False else value
+
+    @field_validator("detector")
+    @classmethod
+    def _detector_installed(cls, value: str) -> str:
+        if value == "yunet":
+            from kiosk.face.detect_yunet import yunet_unavailable  # only when asked for
+
+            reason = yunet_unavailable()
+            if reason is not None:
+                raise ValueError(reason)
+        return value
 
     @model_validator(mode="after")
     def _agreement_fits(self) -> FaceConfig:

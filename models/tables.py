@@ -177,6 +177,9 @@ class FaceTemplate(Base):
     source: Mapped[str] = mapped_column(String(16))  # file | camera
     enrolled_at: Mapped[dt.datetime] = mapped_column(AwareDateTime())
     consent_ref: Mapped[str] = mapped_column(String(128))  # the signed consent form's reference
+    # The face detector whose box the encoding was aligned from (hog | yunet, migration 0009):
+    # encodings from different detectors differ, so only templates of the configured one match.
+    detector: Mapped[str] = mapped_column(String(8), default="hog", server_default="hog")
 
 
 class AuditEvent(Base):

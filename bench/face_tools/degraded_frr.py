@@ -20,6 +20,16 @@ Reported, for each way of making templates (`TEMPLATES`):
   * with `--probe-variants`: per-frame FR / FA at 0.45 with the aligned face chip normalised
     (CLAHE, gamma, stretch) or the image upscaled before the landmarks, applied to templates
     and probes alike, or to the probes only (what was tried and not adopted, docs/face.md).
+
+    python -m bench.face_tools.degraded_frr --detector hog,yunet
+
+compares face detectors (`face.detector`) side by side instead, as the kiosk runs them:
+enrolment with each detector at enrolment settings (kiosk.face.detect.make_detector(enrol=True),
+the same gates), probes and visit frames placed on a 640x480 camera frame and found with the
+kiosk's settings and the 64 px floor (FacePipeline defaults), strangers (crowd/ faces and Lin)
+found and encoded with that detector; plain templates (augmentation is off by default).
+Reported per detector: failure to enrol, probes and visit frames with no usable face, FR / FA
+per frame, per visit (2 of 3, any frame) and over the visit frames, at each threshold.
 """
 
 from __future__ import annotations
@@ -38,10 +48,11 @@ from numpy.typing import NDArray
 from bench.face_tools.dataset import FaceSample, find_face_data, load_rgb, load_samples
 from bench.face_tools.degraded import Degraded, build, visit_frames
 from kiosk.face.augment import augmented_encodings
-from kiosk.face.detect import FaceBox, Image, detect_faces
+from kiosk.face.detect import FaceBox, FaceDetector, Image, choose_face, detect_faces, make_detector
 from kiosk.face.encode import encode_face, encode_face_with_points
 from kiosk.face.enrol import fit_photo, judge_face, measure_face
 from kiosk.face.matcher import DEFAULT_MIN_MARGIN, DEFAULT_THRESHOLD, FaceMatcher, Match
+from kiosk.face.pipeline import DEFAULT_MIN_FACE_PX
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +70,17 @@ class Shot:
     encoding: Encoding | None = None
     gate_ok: bool = False
     visit: list[Encoding | None] = field(default_factory=list)
+    probe: Encoding | None = None  # as a kiosk camera frame (--detector); else `encoding`
 
 
-def shoot(item: Degraded) -> Shot:
+def shoot(item: Degraded, detector: FaceDetector | None = None) -> Shot:
+    """The photo as enrolment sees it (HOG at enrolment settings unless `detector`)."""
     image = fit_photo(item.image)
-    boxes = detect_faces(image, scale=1.0, upsample=1)
+    boxes = (
+        detector.detect(image)
+        if detector is not None
+        else detect_faces(image, scale=1.0, upsample=1)
+    )
     shot = Shot(item, image)
     if not boxes:
         return shot
@@ -142,10 +159,18 @@ def _nearest(templates: list[Encoding], encoding: Encoding) -> float:
 
 
 def score(
-    shots: list[Shot], strangers: list[Encoding], make: TemplateMaker, with_visits: bool
+    shots: list[Shot],
+    strangers: list[Encoding],
+    make: TemplateMaker,
+    with_visits: bool,
+    kiosk_probes: bool = False,
 ) -> Scores:
+    """With `kiosk_probes`, probes are `Shot.probe` (the kiosk's view) instead of the
+    encoding enrolment made of the same photo."""
     templates, sources = enrol(shots, make)
     probes = [s for s in shots if sources.get(s.item.person) != s.item.source]
+    if kiosk_probes:
+        probes = [Shot(s.item, s.image, s.box, s.probe, s.gate_ok, s.visit) for s in probes]
     genuine, impostor = [], []
     for s in probes:
         if s.item.person not in templates:
@@ -321,12 +346,109 @@ def probe_variant_rates(
     return fr, n, fa, trials
 
 
+def kiosk_view(rgb: Image) -> Image:
+    """The photo as the kiosk's camera frame: on a grey 640x480 frame at its own size (shrunk
+    only when larger), as bench.face_tools.detector_compare places it."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, 640 / w, 480 / h)
+    img = (
+        cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        if scale < 1
+        else rgb
+    )
+    frame = np.full((480, 640, 3), 96, np.uint8)
+    frame[: img.shape[0], : img.shape[1]] = img
+    return frame
+
+
+def kiosk_encoding(detector: FaceDetector, rgb: Image) -> Encoding | None:
+    """What the worker's pipeline makes of one frame: the largest face if >= 64 px."""
+    frame = kiosk_view(rgb)
+    box = choose_face(detector.detect(frame), DEFAULT_MIN_FACE_PX)
+    return None if box is None else encode_face(frame, box)
+
+
+def compare_detectors(
+    faces: Path, names: list[str], variants: int, seed: int, visit_frames_n: int
+) -> None:
+    """Side by side: each detector for enrolment, kiosk probes, visits and strangers."""
+    import time
+
+    items = build(faces, variants, seed)
+    roc = ["| detector | set | " + " | ".join(f"{t:.2f}" for t in THRESHOLDS) + " |",
+           "|---|---|" + "---|" * len(THRESHOLDS)]  # fmt: skip
+    summary = [
+        "| detector | failed to enrol | photos passing the gates | probes with no usable face "
+        "| visit frames with no usable face | strangers | s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    frames_of: dict[int, list[Image]] = {}
+    plain = TEMPLATES["enrolment encoding only (before)"]
+    for name in names:
+        t0 = time.perf_counter()
+        enrol_detector = make_detector(name, enrol=True)
+        kiosk = make_detector(name)
+        shots = [shoot(item, enrol_detector) for item in items]
+        for s in shots:
+            s.probe = kiosk_encoding(kiosk, s.item.image)
+        templates, sources = enrol(shots, plain)
+        for n, s in enumerate(shots):
+            if s.item.person in sources and sources[s.item.person] != s.item.source:
+                if n not in frames_of:  # the same frames for every detector
+                    frames_of[n] = visit_frames(faces, s.item, visit_frames_n - 1, seed=1000 + n)
+                s.visit = [s.probe] + [kiosk_encoding(kiosk, f) for f in frames_of[n]]
+        strangers = []
+        crowd = [*sorted((faces / "crowd").glob("*.jp*g")), faces / "lin-manuel-miranda.png"]
+        for path in crowd:
+            image = fit_photo(load_rgb(path))
+            strangers += [encode_face(image, b) for b in enrol_detector.detect(image)]
+        sc = score(shots, strangers, plain, visit_frames_n > 1, kiosk_probes=True)
+        probes = [s for s in shots if sources.get(s.item.person) != s.item.source]
+        visit_all = [e for s in probes for e in s.visit]
+        people = {s.item.person for s in shots}
+        summary.append(
+            f"| {name} | {len(people) - len(templates)} of {len(people)} | "
+            f"{sum(s.gate_ok for s in shots)} / "
+            f"{len(shots)} | {sum(s.probe is None for s in probes)} / {len(probes)} | "
+            f"{sum(e is None for e in visit_all)} / {len(visit_all)} | {len(strangers)} | "
+            f"{time.perf_counter() - t0:.0f} |"
+        )
+        r0 = sc.rates[THRESHOLDS[0]]
+        roc.append(f"| {name} | per frame: FR/{r0[1]} · FA/{r0[3]} | "
+                   + " | ".join(f"{r[0]} · {r[2]}" for r in sc.rates.values()) + " |")  # fmt: skip
+        if visit_frames_n > 1:
+            n_visits = sc.visits[THRESHOLDS[0]][2]
+            roc.append(f"| {name} | per visit of {visit_frames_n} frames, 2 of 3: FR/{n_visits} | "
+                       + " | ".join(str(v[1]) for v in sc.visits.values()) + " |")  # fmt: skip
+            roc.append(f"| {name} | per visit, any 1 frame: FR/{n_visits} | "
+                       + " | ".join(str(v[0]) for v in sc.visits.values()) + " |")  # fmt: skip
+            cells = [f"{f[0]} · {v[3]}" for f, v in zip(sc.frames.values(), sc.visits.values(),
+                                                          strict=True)]  # fmt: skip
+            roc.append(f"| {name} | visit frames: FR/{sc.frames[THRESHOLDS[0]][1]} · FA | "
+                       + " | ".join(cells) + " |")  # fmt: skip
+        log.info("done: %s", name)
+    log.info("%s\n\n%s", "\n".join(summary), "\n".join(roc))
+
+
 def _pct(values: list[float]) -> str:
     finite = [v for v in values if math.isfinite(v)]
     p = np.percentile(finite, [0, 5, 50, 95, 100])
     missing = len(values) - len(finite)
     return (f"{len(values)} | {p[0]:.3f} | {p[1]:.3f} | {p[2]:.3f} | {p[3]:.3f} | {p[4]:.3f}"
             + (f" (+{missing} no face)" if missing else ""))  # fmt: skip
+
+
+def add_visits(shots: list[Shot], faces: Path, visit_frames_n: int) -> None:
+    """Each genuine probe's visit: the probe and more frames of its recipe, found as
+    enrolment finds faces (full size, one upsampling)."""
+    _, sources = enrol(shots, TEMPLATES["enrolment encoding only (before)"])
+    for n, s in enumerate(shots):
+        if s.item.person in sources and sources[s.item.person] != s.item.source:
+            s.visit = [s.encoding]
+            for frame in visit_frames(faces, s.item, visit_frames_n - 1, seed=1000 + n):
+                image = fit_photo(frame)
+                boxes = detect_faces(image, scale=1.0, upsample=1)
+                s.visit.append(encode_face(image, boxes[0]) if boxes else None)
 
 
 def main() -> None:
@@ -339,24 +461,26 @@ def main() -> None:
     parser.add_argument(
         "--probe-variants", action="store_true", help="also chip normalisation and upscaling"
     )
+    parser.add_argument(
+        "--detector",
+        default=None,
+        help="compare detectors at kiosk scale instead (comma-separated: hog,yunet)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     faces = find_face_data(args.faces)
     if faces is None:
         raise SystemExit("face photos not found (../shared/faces or $KIOSK_FACE_DATA)")
+    if args.detector:
+        names = [n.strip() for n in args.detector.split(",") if n.strip()]
+        compare_detectors(faces, names, args.variants, args.seed, args.visit_frames)
+        return
     items = build(faces, args.variants, args.seed)
     shots = [shoot(item) for item in items]
     samples = load_samples(faces)
     strangers = [s.encoding for s in samples if s.role == "stranger"]
     if args.visit_frames > 1:
-        _, sources = enrol(shots, TEMPLATES["enrolment encoding only (before)"])
-        for n, s in enumerate(shots):
-            if s.item.person in sources and sources[s.item.person] != s.item.source:
-                s.visit = [s.encoding]
-                for frame in visit_frames(faces, s.item, args.visit_frames - 1, seed=1000 + n):
-                    image = fit_photo(frame)
-                    boxes = detect_faces(image, scale=1.0, upsample=1)
-                    s.visit.append(encode_face(image, boxes[0]) if boxes else None)
+        add_visits(shots, faces, args.visit_frames)
     dist = [
         "| templates | pairs | n | min | p5 | median | p95 | max |",
         "|---|---|---|---|---|---|---|---|",

@@ -60,7 +60,13 @@ def enroll(
     _quiet()
     config, store, templates = _open(ctx)
     face = config.face
-    enroller = Enroller(templates, face.threshold, face.min_margin, augment=face.augment_templates)
+    enroller = Enroller(
+        templates,
+        face.threshold,
+        face.min_margin,
+        augment=face.augment_templates,
+        detector=face.detector,
+    )
     refused = 0
     try:
         for photo in photos:
@@ -87,7 +93,7 @@ def identify(
     nearest elders with their distances."""
     import numpy as np
 
-    from kiosk.face.detect import detect_faces
+    from kiosk.face.detect import make_detector
     from kiosk.face.encode import encode_face
     from kiosk.face.enrol import fit_photo, load_image
     from kiosk.face.matcher import FaceMatcher, Match
@@ -102,6 +108,12 @@ def identify(
         raise typer.Exit(2) from None
     finally:
         store.close()
+    # As the worker sees it: this detector's boxes, this detector's templates only.
+    detector = make_detector(config.face.detector, enrol=True)
+    other = sum(t.detector != detector.name for t in stored)
+    if other:
+        typer.echo(f"{other} templates of another detector than {detector.name} left out")
+    stored = [t for t in stored if t.detector == detector.name]
     matcher = FaceMatcher(config.face.threshold, config.face.min_margin)
     matcher.set_roster((t.elder_id, t.encoding) for t in stored)
     typer.echo(
@@ -114,7 +126,7 @@ def identify(
             typer.echo(f"{photo}: cannot read")
             continue
         image = fit_photo(image)
-        boxes = detect_faces(image, scale=1.0, upsample=1)
+        boxes = detector.detect(image)
         if not boxes:
             typer.echo(f"{photo}: no face")
         for i, box in enumerate(boxes):

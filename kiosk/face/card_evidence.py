@@ -27,7 +27,6 @@ from sqlalchemy import select
 
 from hardware.camera import Camera, CameraState
 from kiosk.checkin.rules import CheckinRequest, Method
-from kiosk.face.detect import detect_faces
 from kiosk.face.encode import encode_face
 from kiosk.face.templates import FaceKeyError, TemplateStore
 from kiosk.face.worker import FaceWorker
@@ -72,7 +71,8 @@ class CardEvidence:
 
     def _assess(self, req: CheckinRequest, holder: str, t0: float) -> CheckinRequest:
         try:
-            templates = self.templates.for_elder(holder)
+            detector = self.worker.detector
+            templates = [t for t in self.templates.for_elder(holder) if t.detector == detector.name]
         except FaceKeyError as exc:
             log.error("card evidence: %s", exc)
             return self._flag(req, "face_key_error")
@@ -131,7 +131,7 @@ class CardEvidence:
 
         rgb = np.asarray(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
         with self.worker.lock:
-            boxes = detect_faces(rgb, self.worker.face.detect_scale)
+            boxes = self.worker.detector.detect(rgb)
             boxes = [b for b in boxes if b.size >= self.min_face_px][:MAX_FACES]
             encodings = [encode_face(rgb, box) for box in boxes]
         if not encodings:

@@ -30,6 +30,10 @@ Off by default because a photo on a screen is such a low-quality frame too: it t
 more often and only liveness stands between it and a subsidised meal (one attack run of 8
 checked a screen photo in with them on; docs/face.md).
 
+Enrolment detects faces with the detector of check-in (`face.detector`, at enrolment settings)
+and stores its name with each template: the worker matches only templates of its own detector,
+so after a switch the elders are re-enrolled; the per-elder limit counts that detector's.
+
 Images are read, encoded and dropped: only the encrypted template is stored.
 """
 
@@ -46,7 +50,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kiosk.face.augment import AUGMENT_SUFFIX, augmented_encodings
-from kiosk.face.detect import FaceBox, Image, detect_faces
+from kiosk.face.detect import FaceBox, FaceDetector, Image, make_detector
 from kiosk.face.encode import Points5, encode_face, encode_face_with_points, face_points_5
 from kiosk.face.templates import TemplateStore
 from models.tables import Elder
@@ -270,11 +274,18 @@ class _Refuse(Exception):  # noqa: N818 (a control-flow signal inside Enroller, 
 
 class Enroller:
     def __init__(
-        self, templates: TemplateStore, threshold: float, min_margin: float, augment: bool = False
+        self,
+        templates: TemplateStore,
+        threshold: float,
+        min_margin: float,
+        augment: bool = False,
+        detector: str = "hog",
     ) -> None:
         self.templates = templates
         self.duplicate_distance = threshold + min_margin
         self.augment = augment  # store the augmented views of each image (kiosk.face.augment)
+        # face.detector at enrolment settings (photos up to MAX_SIDE_PX, faces from 64 px).
+        self.detector: FaceDetector = make_detector(detector, enrol=True)
 
     def enrol(
         self,
@@ -387,6 +398,7 @@ class Enroller:
             consent_ref=consent_ref.strip(),
             at=now,
             source=source,
+            detector=self.detector.name,
         )
         if not self.augment:
             return template_id, 0
@@ -400,6 +412,7 @@ class Enroller:
                 consent_ref=consent_ref.strip(),
                 at=now,
                 source=source + AUGMENT_SUFFIX,
+                detector=self.detector.name,
             )
         return template_id, len(views)
 
@@ -410,14 +423,16 @@ class Enroller:
         with self.templates.store.read() as session:
             if session.get(Elder, elder_id) is None:
                 raise _Refuse(EnrolRefusal.UNKNOWN_ELDER, f"花名册中没有 {elder_id}")
-        existing = self.templates.count(elder_id, augmented=False)
+        # Templates of another detector are not matched (a switch means re-enrolment): they do
+        # not count towards the limit either.
+        existing = self.templates.count(elder_id, augmented=False, detector=self.detector.name)
         if existing >= MAX_TEMPLATES:
             raise _Refuse(EnrolRefusal.TOO_MANY_TEMPLATES, f"已有{existing}张人脸模板，不能再登记")
         return existing
 
     def _check_photo(self, image: NDArray[np.uint8]) -> tuple[FaceBox, FaceQuality]:
         """One face, big enough, well exposed, not hopelessly blurred, facing the camera."""
-        boxes = detect_faces(image, scale=1.0, upsample=1)  # finds faces down to ~40 px
+        boxes = self.detector.detect(image)  # HOG at enrolment settings: faces from ~40 px
         if not boxes:
             raise _Refuse(EnrolRefusal.NO_FACE, "照片中没有找到人脸")
         if len(boxes) > 1:

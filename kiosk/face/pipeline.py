@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from kiosk.face.detect import FaceBox, Image, choose_face, detect_faces
+from kiosk.face.detect import FaceBox, FaceDetector, HogDetector, Image, choose_face
 from kiosk.face.encode import Landmarks, Points5, encode_face_with_points, face_landmarks_68
 
 # Kiosk defaults for a 640x480 camera with the elder ~0.5-1 m away, where a face is ~90-150 px
@@ -66,9 +66,11 @@ class FacePipeline:
         min_face_px: int = DEFAULT_MIN_FACE_PX,
         num_jitters: int = 1,
         landmarks: bool = False,
+        detector: FaceDetector | None = None,
     ) -> None:
-        self.detect_scale = detect_scale
-        self.upsample = upsample
+        # `detector` (face.detector, kiosk.face.detect.make_detector) replaces the HOG
+        # detector that detect_scale and upsample describe.
+        self.detector = detector or HogDetector(detect_scale, upsample)
         self.min_face_px = min_face_px
         self.num_jitters = num_jitters
         self.landmarks = landmarks  # only liveness needs the 68-point model
@@ -85,7 +87,7 @@ class FacePipeline:
         """For RGB images (face_recognition.load_image_file)."""
         timings = StageTimings()
         t0 = time.perf_counter()
-        faces = detect_faces(image_rgb, self.detect_scale, self.upsample)
+        faces = self.detector.detect(image_rgb)
         t1 = time.perf_counter()
         timings.detect_ms = (t1 - t0) * 1000
         chosen = choose_face(faces, self.min_face_px)

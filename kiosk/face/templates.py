@@ -145,6 +145,7 @@ class StoredTemplate:
     elder_id: str
     encoding: NDArray[np.float32]
     source: str = ""  # file | camera | screen | adapt, "+aug" for augmented views
+    detector: str = "hog"  # whose face box it was encoded from (face.detector)
 
 
 class TemplateStore:
@@ -167,7 +168,9 @@ class TemplateStore:
     def _decode(self, rows: list[FaceTemplate]) -> list[StoredTemplate]:
         self._check_key(rows)
         return [
-            StoredTemplate(r.id, r.elder_id, decrypt(self.key, r.elder_id, r.encoding), r.source)
+            StoredTemplate(
+                r.id, r.elder_id, decrypt(self.key, r.elder_id, r.encoding), r.source, r.detector
+            )
             for r in rows
         ]
 
@@ -181,6 +184,7 @@ class TemplateStore:
         consent_ref: str,
         at: dt.datetime,
         source: str = "file",
+        detector: str = "hog",
     ) -> int:
         row = FaceTemplate(
             elder_id=elder_id,
@@ -191,6 +195,7 @@ class TemplateStore:
             source=source,
             enrolled_at=at,
             consent_ref=consent_ref,
+            detector=detector,
         )
         with self.store.write() as session:
             session.add(row)
@@ -212,14 +217,19 @@ class TemplateStore:
             )
         return self._decode(rows)
 
-    def count(self, elder_id: str | None = None, augmented: bool = True) -> int:
+    def count(
+        self, elder_id: str | None = None, augmented: bool = True, detector: str | None = None
+    ) -> int:
         """Active templates; `augmented=False` leaves out the derived views of enrolment
-        images (source `...+aug`, kiosk.face.augment), which the per-elder limit ignores."""
+        images (source `...+aug`, kiosk.face.augment), which the per-elder limit ignores;
+        `detector` counts only that detector's."""
         query = _active(select(func.count()).select_from(FaceTemplate))
         if elder_id is not None:
             query = query.where(FaceTemplate.elder_id == elder_id)
         if not augmented:
             query = query.where(FaceTemplate.source.not_like("%+aug"))
+        if detector is not None:
+            query = query.where(FaceTemplate.detector == detector)
         with self.store.read() as session:
             return int(session.scalar(query) or 0)
 
@@ -250,6 +260,7 @@ class TemplateStore:
         distance: float,
         margin: float,
         at: dt.datetime,
+        detector: str = "hog",
     ) -> Adapted | None:
         """Keep `encoding` (a live-checked face check-in of `elder_id`, at `distance` from the
         elder's nearest template and `margin` to any other elder) as a new template if the
@@ -262,7 +273,7 @@ class TemplateStore:
             rows = list(
                 session.scalars(
                     _active(select(FaceTemplate))
-                    .where(FaceTemplate.elder_id == elder_id)
+                    .where(FaceTemplate.elder_id == elder_id, FaceTemplate.detector == detector)
                     .order_by(FaceTemplate.enrolled_at, FaceTemplate.id)
                 )
             )
@@ -289,6 +300,7 @@ class TemplateStore:
                 source=ADAPT_SOURCE,
                 enrolled_at=at,
                 consent_ref=rows[0].consent_ref,  # the consent that covers the elder's face
+                detector=detector,
             )
             session.add(row)
             session.flush()
@@ -380,6 +392,36 @@ class TemplateStore:
                 )
             )
         return Reverted(elder_id, removed, restored)
+
+
+def templates_by_detector(store: Store) -> dict[str, tuple[int, int]]:
+    """Active templates and elders per detector ({"hog": (12, 6)}); reads no encoding, so it
+    needs no face key (kiosk doctor)."""
+    query = _active(
+        select(
+            FaceTemplate.detector,
+            func.count(FaceTemplate.id),
+            func.count(func.distinct(FaceTemplate.elder_id)),
+        )
+    ).group_by(FaceTemplate.detector)
+    with store.read() as session:
+        return {str(d): (int(n), int(e)) for d, n, e in session.execute(query)}
+
+
+def detector_mismatch(by_detector: dict[str, tuple[int, int]], configured: str) -> str | None:
+    """What is wrong when templates were made by another detector than `configured`, or None.
+    Those templates are not matched: an encoding aligned from another detector's box sits
+    ~0.075 (up to 0.15) away from the camera's, a third of the threshold (docs/face.md)."""
+    other = {d: v for d, v in sorted(by_detector.items()) if d != configured}
+    if not other:
+        return None
+    made = ", ".join(f"{n} templates of {e} elders by {d}" for d, (n, e) in other.items())
+    usable = by_detector.get(configured, (0, 0))[1]
+    return (
+        f"face.detector is {configured}, but {made}: those are not matched ({usable} elders "
+        f"have {configured} templates); re-enrol those elders with {configured}, or set "
+        f"face.detector back"
+    )
 
 
 def _active(query: Any) -> Any:

@@ -58,10 +58,10 @@ from kiosk.face import (
     PresenceGuard,
     Unknown,
 )
-from kiosk.face.detect import FaceBox, choose_face, detect_faces
+from kiosk.face.detect import FaceBox, choose_face, make_detector
 from kiosk.face.encode import face_points_5
 from kiosk.face.pipeline import FaceAnalysis, FacePipeline
-from kiosk.face.templates import FaceKeyError, TemplateStore
+from kiosk.face.templates import FaceKeyError, TemplateStore, detector_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,13 @@ class FaceWorker:
         self.checkin = checkin
         self.templates = templates
         self.liveness_mode = LivenessMode(face.liveness)
+        # face.detector: the same detector for every frame, liveness frame and card-evidence
+        # frame, and the only one whose templates are matched (reload).
+        self.detector = make_detector(
+            face.detector, face.yunet_scale if face.detector == "yunet" else face.detect_scale
+        )
         self.pipeline = pipeline or FacePipeline(
-            detect_scale=face.detect_scale,
+            detector=self.detector,
             min_face_px=face.min_face_px,
             # Only blink modes need the 68-point model; parallax uses the encoder's 5 points.
             landmarks=self.liveness_mode in (LivenessMode.BLINK, LivenessMode.BLINK_TURN),
@@ -230,15 +235,29 @@ class FaceWorker:
             self.state, self.detail = "error", str(exc)
             log.error("face check-in disabled: %s", exc)
             return
-        if stored:
-            encodings = np.stack([t.encoding for t in stored])
-            self.matcher.set_templates([t.elder_id for t in stored], encodings)
+        # Templates of another detector are never matched: their encodings sit a third of the
+        # threshold away from this detector's (docs/face.md); those elders must re-enrol.
+        counts: dict[str, tuple[int, int]] = {}
+        for name in {t.detector for t in stored}:
+            mine = [t for t in stored if t.detector == name]
+            counts[name] = (len(mine), len({t.elder_id for t in mine}))
+        mismatch = detector_mismatch(counts, self.detector.name)
+        usable = [t for t in stored if t.detector == self.detector.name]
+        if usable:
+            encodings = np.stack([t.encoding for t in usable])
+            self.matcher.set_templates([t.elder_id for t in usable], encodings)
         else:
             self.matcher.set_roster([])
         self._fingerprint = fingerprint
-        self.state = "ok" if stored else "idle"
-        self.detail = "" if stored else "no face enrolled"
-        log.info("face templates loaded: %d of %d elders", len(stored), self.matcher.elder_count)
+        if mismatch is not None:
+            log.error("face templates: %s", mismatch)
+        if usable:
+            self.state, self.detail = "ok", mismatch or ""
+        elif mismatch is not None:
+            self.state, self.detail = "error", mismatch
+        else:
+            self.state, self.detail = "idle", "no face enrolled"
+        log.info("face templates loaded: %d of %d elders", len(usable), self.matcher.elder_count)
 
     def reload_if_changed(self) -> None:
         if self.templates is None:
@@ -307,7 +326,7 @@ class FaceWorker:
 
         with self.lock:
             rgb = np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-            box = choose_face(detect_faces(rgb, self.face.detect_scale), self.face.min_face_px)
+            box = choose_face(self.detector.detect(rgb), self.face.min_face_px)
             points = face_points_5(rgb, box) if box is not None and _same_place(box, near) else None
         now = time.monotonic()
         if points is None:
@@ -450,6 +469,7 @@ class FaceWorker:
                 distance=match.distance,
                 margin=match.margin,
                 at=self.checkin.now(),
+                detector=self.detector.name,
             )
         except Exception:  # learning is optional; the check-in is already recorded
             log.exception("face worker: could not learn a template")

@@ -141,6 +141,21 @@ def check_camera(config: KioskConfig) -> Check:
     return Check("camera", Level.OK, f"{frame.shape[1]}x{frame.shape[0]} from {source!r}")
 
 
+def check_face_templates(config: KioskConfig, store: Store) -> Check:
+    """Templates made by another face detector than `face.detector` are not matched: those
+    elders get 请刷卡 until they are re-enrolled (not blocking: the card still works)."""
+    from kiosk.face.templates import detector_mismatch, templates_by_detector
+
+    detector = config.face.detector
+    counts = templates_by_detector(store)
+    mismatch = detector_mismatch(counts, detector)
+    if mismatch is not None:
+        fix = "kiosk enroll <elder> <photo> --consent <ref> (or the enrol page) per elder"
+        return Check("face templates", Level.WARN, mismatch, fix)
+    templates, elders = counts.get(detector, (0, 0))
+    return Check("face templates", Level.OK, f"{templates} of {elders} elders, by {detector}")
+
+
 def check_speaker(config: KioskConfig) -> Check:
     if not config.speech.enabled:
         return Check("speaker", Level.OK, "spoken prompts disabled")
@@ -268,6 +283,8 @@ def run_checks(config: KioskConfig, data_dir: Path, open_store: Callable[[], Sto
     checks += check_platform(config, dt.datetime.now(dt.UTC))
     if store is not None:
         checks.append(check_outbox(store, dt.datetime.now(config.site.tz)))
+        if config.camera.enabled:
+            checks.append(check_face_templates(config, store))
         from kiosk.checkin.rules import platform_verifier
 
         signature_ok, why = device_signature_check(data_dir)

@@ -57,7 +57,7 @@ def test_every_connection_has_the_kiosk_pragmas(store: Store) -> None:
 
 
 def test_migrations_reach_head_and_match_the_models(store: Store) -> None:
-    assert store.schema_revision() == head_revision() == "0008"
+    assert store.schema_revision() == head_revision() == "0009"
     with store._reader.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -66,7 +66,7 @@ def test_migrations_reach_head_and_match_the_models(store: Store) -> None:
 def test_upgrade_is_idempotent(tmp_path: Path) -> None:
     open_store(tmp_path).close()
     store = open_store(tmp_path)  # second start: nothing to do, nothing lost
-    assert store.schema_revision() == "0008"
+    assert store.schema_revision() == "0009"
     store.close()
 
 

@@ -70,7 +70,11 @@ def _enroller(request: Request) -> Enroller:
             templates = TemplateStore(services.store, FaceKey.load(services.data_dir))
             face = services.config.face
             enroller = Enroller(
-                templates, face.threshold, face.min_margin, augment=face.augment_templates
+                templates,
+                face.threshold,
+                face.min_margin,
+                augment=face.augment_templates,
+                detector=face.detector,
             )
             state.enroller = enroller
     return enroller
