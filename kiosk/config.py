@@ -228,6 +228,9 @@ class FaceConfig(Strict):
     # the same elder (1 and 1: every frame decides on its own).
     agree_frames: int = Field(default=2, ge=1, le=10)
     agree_window: int = Field(default=3, ge=1, le=10)
+    # ... or the mean encoding of at least agree_frames of them, all nearest the same elder,
+    # to match him (kiosk/face/fusion.py: sensor noise averages out over frames).
+    fuse_frames: bool = True
     # Templates that follow ageing: keep a confident, live-checked check-in frame as a new
     # template (kiosk/face/templates.py `adapt`; reversible with `kiosk face revert`).
     learn_templates: bool = True

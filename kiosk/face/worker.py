@@ -25,9 +25,12 @@ the check sees a head turn at several times the full analysis rate; such a frame
 if its face is where the matched face was (same person, no identity decision made on it).
 
 A check-in also needs agreement over frames: at least `agree_frames` of the last
-`agree_window` analysed frames (default 2 of 3) must be a Match of the same elder. A single
-frame that happens to fall within the threshold for the wrong person (a look-alike, a face
-half turned) cannot check anyone in on its own.
+`agree_window` analysed frames (default 2 of 3) must be a Match of the same elder, or, with
+`fuse_frames` (default), at least that many must have him as their nearest elder and their
+mean encoding must match him (kiosk.face.fusion: on a dim, noisy camera single frames of an
+enrolled elder fall just outside the threshold one by one while their mean does not). A
+single frame that happens to fall within the threshold for the wrong person (a look-alike, a
+face half turned) cannot check anyone in on its own.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from kiosk.face import (
 )
 from kiosk.face.detect import FaceBox, choose_face, make_detector
 from kiosk.face.encode import face_points_5
+from kiosk.face.fusion import FaceFrame, fused_decision
 from kiosk.face.pipeline import FaceAnalysis, FacePipeline
 from kiosk.face.templates import FaceKeyError, TemplateStore, detector_mismatch
 
@@ -76,6 +80,7 @@ VISIT_GAP_S = 1.5  # no face for this long ends a visit
 PROMPT_AFTER_S = 2.0  # an unmatched face this long in view gets "请刷卡"
 # Frames of a face whose nearest elder is the one under a liveness check, this far past the
 # threshold, still feed the check (their landmarks are as good; the identity was decided).
+# Frames this far from an elder are also plausibly his face for a fused decision.
 LIVENESS_SLACK = 0.15
 # While a parallax check is pending, frames get only detection + 5 points (~15 ms) except
 # one full analysis (with the encoding, ~90 ms) per this many seconds, which keeps the
@@ -170,6 +175,10 @@ class FaceWorker:
         self._recent: deque[tuple[float, Hashable | None, float, Any]] = deque(maxlen=RECENT_FRAMES)
         # The elder each of the last analysed frames matched (None: no face, or no Match).
         self._agree: deque[Hashable | None] = deque(maxlen=face.agree_window)
+        # The same frames as (nearest elder, encoding) for fusion, and the elder the newest
+        # fused decision matched (None: no fused Match on the last analysed frame).
+        self._window: deque[FaceFrame] = deque(maxlen=face.agree_window)
+        self._fused: Hashable | None = None
         self._decision_ms: deque[float] = deque(maxlen=200)
         self._detect_ms: deque[float] = deque(maxlen=200)
         self._encode_ms: deque[float] = deque(maxlen=200)
@@ -296,6 +305,8 @@ class FaceWorker:
         self._detect_ms.append(analysis.timings.detect_ms)
         if analysis.encoding is None:
             self._agree.append(None)
+            self._window.append(None)
+            self._fused = None
             self._no_face(time.monotonic())
             self._decision_ms.append((time.monotonic() - captured) * 1000)
             return None
@@ -304,6 +315,21 @@ class FaceWorker:
         self.last_encoding = (captured, analysis.encoding)
         decision = self.matcher.match(analysis.encoding)
         self._agree.append(decision.elder_id if isinstance(decision, Match) else None)
+        self._window.append((decision.elder_id, decision.distance, analysis.encoding))
+        fused = (
+            fused_decision(
+                self.matcher,
+                self._window,
+                self.face.agree_frames,
+                within=self.face.threshold + LIVENESS_SLACK,
+            )
+            if self.face.fuse_frames
+            else None
+        )
+        # Fusion only adds matches: a frame that matches alone keeps its own decision.
+        self._fused = fused.elder_id if isinstance(fused, Match) else None
+        if isinstance(fused, Match) and not isinstance(decision, Match):
+            decision = fused
         now = time.monotonic()
         visit = self._visit
         if visit is None or now - visit.last_face > VISIT_GAP_S:
@@ -340,6 +366,8 @@ class FaceWorker:
             self._visit = None
             self._recent.clear()
             self._agree.clear()
+            self._window.clear()
+            self._fused = None
             if self._live is not None and self._live.state is LivenessState.PASSED:
                 # Live, but the frames never agreed: gone now. (A pending check stays: its
                 # timeout still says 请刷卡 to a photo that was taken away.)
@@ -347,7 +375,10 @@ class FaceWorker:
                 self._live_box = None
 
     def _agreed(self, elder_id: Hashable) -> bool:
-        """At least `agree_frames` of the last `agree_window` analysed frames matched him."""
+        """At least `agree_frames` of the last `agree_window` analysed frames matched him,
+        or the newest fused decision did (which needs as many frames nearest him)."""
+        if self._fused is not None and self._fused == elder_id:
+            return True
         return sum(1 for e in self._agree if e == elder_id) >= self.face.agree_frames
 
     def _live_input(self, analysis: FaceAnalysis) -> Any:
@@ -462,6 +493,12 @@ class FaceWorker:
         store decides whether the frame is confident and new enough (kiosk.face.templates)."""
         if self.templates is None or not self.face.learn_templates:
             return
+        # The frame must be confident on its own: a fused match vouches for the mean of
+        # several frames, not for this one.
+        alone = self.matcher.match(encoding)
+        if not isinstance(alone, Match) or alone.elder_id != match.elder_id:
+            return
+        match = alone
         try:
             adapted = self.templates.adapt(
                 str(match.elder_id),

@@ -34,17 +34,23 @@ BOX = FaceBox(100, 300, 300, 100)
 
 
 class ScriptedPipeline:
-    """Each frame's analysis from a script: "E" the elder's face, "S" a stranger, "-" none."""
+    """Each frame's analysis from a script: "E" the elder's face, "S" a stranger, "-" none,
+    "N" the elder on a noisy camera: 0.5 from his template (outside the 0.45 threshold), each
+    frame in another direction."""
 
     def __init__(self, script: str) -> None:
         self.script = list(script)
+        self.noisy = 0
 
     def analyze_bgr(self, _frame: np.ndarray) -> FaceAnalysis:
         shown = self.script.pop(0)
         if shown == "-":
             return FaceAnalysis([], None, None, reason="no face")
-        encoding = ELDER if shown == "E" else STRANGER
-        return FaceAnalysis([BOX], BOX, encoding.copy())
+        encoding = STRANGER.copy() if shown == "S" else ELDER.copy()
+        if shown == "N":
+            self.noisy += 1
+            encoding[10 + self.noisy] = 0.5
+        return FaceAnalysis([BOX], BOX, encoding)
 
 
 class NoCamera:
@@ -97,3 +103,18 @@ def test_one_of_one_restores_single_frame_decisions(tmp_path: Path) -> None:
 def test_agree_frames_cannot_exceed_the_window() -> None:
     with pytest.raises(ConfigError, match="agree_frames"):
         parse_config(BASE_CONFIG + "face: {agree_frames: 3, agree_window: 2}\n")
+
+
+def test_noisy_frames_check_in_on_their_mean(tmp_path: Path) -> None:
+    """Each noisy frame alone is Unknown; two of them nearest the elder fuse into a match."""
+    checkins = run(tmp_path, "NSN--")
+    assert [n for n, _ in checkins] == [2]
+    assert checkins[0][1].elder_id == "E0001"
+
+
+def test_without_fusion_noisy_frames_check_nobody_in(tmp_path: Path) -> None:
+    assert run(tmp_path, "NSNNN--", ", fuse_frames: false") == []
+
+
+def test_a_single_noisy_frame_among_strangers_checks_nobody_in(tmp_path: Path) -> None:
+    assert run(tmp_path, "SNS-NSS-SSN") == []
