@@ -1,9 +1,11 @@
 """The kiosk's HOG detector side by side with YuNet (libfacedetection, PyPI `yuface`).
 
-    uv run --with yuface python -m bench.face_tools.detector_compare [--scale 0.5]
+    python -m bench.face_tools.detector_compare [--scale 0.5]
 
-`yuface` is not a project dependency (docs/face.md, "Speed and a faster detector"): this
-tool measures whether it should become one. Frames: the face benchmark's (bench/face.py:
+Both through kiosk.face.detect.make_detector (`face.detector: hog | yunet`; YuNet needs the
+`yuface` package, x86-64 only; single-threaded as the kiosk loads it). Detection only; what
+the detectors do to false rejects and accepts is `bench.face_tools.degraded_frr --detector`.
+Frames: the face benchmark's (bench/face.py:
 photos of ../shared/faces letterboxed to 640x480 plus 4 clip frames), 3 rounds; then the
 degraded set (bench/face_tools/degraded.py) placed at its own size on a 640x480 frame: how
 many of its 78 faces each detector finds at all. Last, whether dlib's 5-point alignment and
@@ -27,7 +29,7 @@ from numpy.typing import NDArray
 from bench.face import load_frames
 from bench.face_tools.dataset import find_face_data
 from bench.face_tools.degraded import build
-from kiosk.face.detect import FaceBox, detect_faces
+from kiosk.face.detect import FaceBox, detect_faces, make_detector
 from kiosk.face.encode import encode_face
 
 log = logging.getLogger(__name__)
@@ -35,17 +37,10 @@ Frame = NDArray[np.uint8]
 
 
 def yunet(scale: float) -> Callable[[Frame], list[FaceBox]]:
-    import yuface  # type: ignore[import-not-found]  # optional: uv run --with yuface
+    detector = make_detector("yunet", scale)
 
     def detect(bgr: Frame) -> list[FaceBox]:
-        small = bgr if scale == 1 else cv2.resize(bgr, None, fx=scale, fy=scale,
-                                                  interpolation=cv2.INTER_AREA)  # fmt: skip
-        _, boxes, _ = yuface.detect(np.ascontiguousarray(small), 0.5)
-        out = []
-        for x, y, w, h in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
-            out.append(FaceBox(top=round(y / scale), right=round((x + w) / scale),
-                               bottom=round((y + h) / scale), left=round(x / scale)))  # fmt: skip
-        return sorted(out, key=lambda b: b.area, reverse=True)
+        return detector.detect(np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8))
 
     return detect
 

@@ -56,7 +56,7 @@ class CardEvidence:
         self.templates = templates
         self.store = store
         self.threshold = worker.face.threshold
-        self.min_face_px = worker.face.min_face_px
+        self.min_face_px = worker.detector.min_size(worker.face.min_face_px)
 
     def apply(self, req: CheckinRequest) -> CheckinRequest:
         """The tap's request with the evidence: method, flags, distance, require_face."""

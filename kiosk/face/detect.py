@@ -125,6 +125,10 @@ class FaceDetector(Protocol):
         """Every face, largest first, in full-resolution coordinates (RGB input)."""
         ...
 
+    def min_size(self, min_face_px: int) -> int:
+        """The floor for this detector's boxes: `face.min_face_px` is measured on HOG boxes."""
+        ...
+
 
 @dataclass(frozen=True)
 class HogDetector:
@@ -137,6 +141,9 @@ class HogDetector:
 
     def detect(self, image_rgb: Image) -> list[FaceBox]:
         return detect_faces(image_rgb, self.scale, self.upsample)
+
+    def min_size(self, min_face_px: int) -> int:
+        return min_face_px
 
 
 def make_detector(name: str, scale: float | None = None, *, enrol: bool = False) -> FaceDetector:

@@ -35,6 +35,11 @@ DEFAULT_SCALE = 0.5
 # of a 1024 px photo is still 40 px there; libfacedetection warns above 960 px.
 ENROL_MAX_SIDE = 640
 MIN_CONFIDENCE = 0.5  # libfacedetection's own default (its scores are 0-100)
+# YuNet's box is narrower than HOG's for the same face (shorter side 0.84-1.05 of HOG's, median
+# 0.91, on the 14 single-face photos of ../shared/faces), and face.min_face_px was calibrated
+# on HOG boxes: the floor scales by the low end, so no face HOG would keep is refused. At 64 px
+# without it, 17 of the 78 degraded faces YuNet found at kiosk scale fell under the floor.
+BOX_SCALE = 0.85
 THREADS = 1
 _load_lock = threading.Lock()
 
@@ -105,3 +110,6 @@ class YunetDetector:
                 boxes.append(box)
         boxes.sort(key=lambda b: b.area, reverse=True)
         return boxes
+
+    def min_size(self, min_face_px: int) -> int:
+        return round(min_face_px * BOX_SCALE)

@@ -286,6 +286,7 @@ class Enroller:
         self.augment = augment  # store the augmented views of each image (kiosk.face.augment)
         # face.detector at enrolment settings (photos up to MAX_SIDE_PX, faces from 64 px).
         self.detector: FaceDetector = make_detector(detector, enrol=True)
+        self.min_face_px = self.detector.min_size(MIN_FACE_PX)  # MIN_FACE_PX: HOG boxes
 
     def enrol(
         self,
@@ -442,14 +443,14 @@ class Enroller:
                 f"{len(boxes)} faces",
             )
         box = boxes[0]
-        if box.size < MIN_FACE_PX:  # before the landmarks: too few pixels to place them
+        if box.size < self.min_face_px:  # before the landmarks: too few pixels to place them
             raise _Refuse(
                 EnrolRefusal.FACE_TOO_SMALL,
                 "人脸太小，请靠近一些重新拍照",
-                f"face {box.size} px < {MIN_FACE_PX} px",
+                f"face {box.size} px < {self.min_face_px} px",
             )
         quality = measure_face(image, box, face_points_5(image, box))
-        refusal = judge_face(quality)
+        refusal = judge_face(quality, self.min_face_px)
         if refusal is not None:
             raise _Refuse(refusal.reason, refusal.message, refusal.detail)
         return box, quality

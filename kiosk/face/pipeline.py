@@ -71,6 +71,7 @@ class FacePipeline:
         # `detector` (face.detector, kiosk.face.detect.make_detector) replaces the HOG
         # detector that detect_scale and upsample describe.
         self.detector = detector or HogDetector(detect_scale, upsample)
+        min_face_px = self.detector.min_size(min_face_px)  # given in HOG-box pixels
         self.min_face_px = min_face_px
         self.num_jitters = num_jitters
         self.landmarks = landmarks  # only liveness needs the 68-point model

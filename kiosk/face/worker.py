@@ -352,7 +352,8 @@ class FaceWorker:
 
         with self.lock:
             rgb = np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-            box = choose_face(self.detector.detect(rgb), self.face.min_face_px)
+            floor = self.detector.min_size(self.face.min_face_px)
+            box = choose_face(self.detector.detect(rgb), floor)
             points = face_points_5(rgb, box) if box is not None and _same_place(box, near) else None
         now = time.monotonic()
         if points is None:
