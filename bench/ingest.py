@@ -14,7 +14,7 @@ device ids and keys, same bodies) are enrolled on every platform measured:
 - PostgreSQL with `--signatures inline` (every signature on the request path, one process):
   one row, burst; SQLite (one writer) only with BENCH_INGEST_SQLITE=1.
 
-Two phases per platform, one thread per kiosk:
+Two phases per platform, one connection per kiosk (bench/loadgen.py):
 - burst: every kiosk posts one 500-record batch at the same instant (the uploader's batch after
   an outage): records/s is the platform's capacity; the request latency there is mostly queueing
   (200 requests x 500 records at once cannot all be answered within 1 s by any platform doing
@@ -32,14 +32,13 @@ import datetime as dt
 import gzip
 import logging
 import os
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from bench.common import TZ, card_uid, platform
 from bench.harness import Budget, Context, Row, p50, p99
+from bench.loadgen import CpuMeter, child_pids, fire, request_bytes
 
 ELDERS = 50
 log = logging.getLogger(__name__)
@@ -63,10 +62,25 @@ class Phase:
     latencies: list[float]
     errors: int
     busy: int
+    cpu: dict[str, float]  # CPU seconds of the phase: platform, postgres, generator (verifier)
 
     @property
     def rate(self) -> float:
         return self.records / self.seconds if self.seconds else float("nan")
+
+    def us_per_record(self, who: str) -> float:
+        if who not in self.cpu or not self.records:
+            return float("nan")
+        return self.cpu[who] / self.records * 1e6
+
+    def cpu_line(self) -> str:
+        parts = [
+            f"{label} {self.us_per_record(who):.1f}"
+            for who, label in (("requests", "platform"), ("postgres", "PostgreSQL"),
+                               ("generator", "load generator"), ("verifier", "verifier"))
+            if who in self.cpu
+        ]  # fmt: skip
+        return "CPU µs per record: " + ", ".join(parts)
 
 
 def _records(device_id: str, key: Any, n: int) -> list[Any]:
@@ -131,57 +145,25 @@ def _kiosks(n: int, burst: int, paced: int, rounds: int) -> list[Kiosk]:
     return out
 
 
-def _fire(url: str, jobs: list[tuple[str, list[bytes]]], period: float | None) -> Phase:
-    """Every kiosk posts its bodies in order; all at once (`period` None) or one every
-    `period` seconds, kiosks staggered over the period. A 503 is retried after its
-    Retry-After (at most 5 s), as the uploader does."""
-    import httpx
-
-    latencies: list[float] = []
-    errors = [0]
-    busy = [0]
-    first_error: list[str] = []
-    lock = threading.Lock()
-    start = threading.Barrier(len(jobs) + 1)
-    t_start = [0.0]
-
-    def kiosk(index: int, token: str, bodies: list[bytes]) -> None:
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Content-Encoding": "gzip",
-            "Content-Type": "application/json",
-        }
-        with httpx.Client(base_url=url, headers=headers, timeout=900) as http:
-            start.wait()
-            for i, body in enumerate(bodies):
-                if period is not None:
-                    due = t_start[0] + period * (i + index / len(jobs))
-                    time.sleep(max(0.0, due - time.perf_counter()))
-                while True:
-                    t0 = time.perf_counter()
-                    r = http.post("/v1/records", content=body)
-                    ms = (time.perf_counter() - t0) * 1000
-                    with lock:
-                        latencies.append(ms)
-                        if r.status_code == 503:
-                            busy[0] += 1
-                        elif r.status_code != 200:
-                            errors[0] += 1
-                            first_error.append(f"HTTP {r.status_code}: {r.text[:300]}")
-                    if r.status_code < 500:
-                        break
-                    time.sleep(min(5.0, float(r.headers.get("Retry-After", "1"))))
-
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = [pool.submit(kiosk, i, tok, bodies) for i, (tok, bodies) in enumerate(jobs)]
-        t_start[0] = time.perf_counter()
-        start.wait()
-        for f in futures:
-            f.result()
-        seconds = time.perf_counter() - t_start[0]
-    if first_error:
-        log.warning("ingest errors, first: %s", first_error[0])
-    return Phase(seconds, 0, latencies, errors[0], busy[0])
+def _fire(
+    url: str, jobs: list[tuple[str, list[bytes]]], period: float | None, meter: CpuMeter
+) -> Phase:
+    """Every kiosk posts its bodies in order, all at once (`period` None) or one every `period`
+    seconds, staggered (bench/loadgen.py: one asyncio loop, raw HTTP/1.1 keep-alive, requests
+    built beforehand). A 503 is retried after its Retry-After (at most 5 s), as the uploader
+    does."""
+    host, port = url.removeprefix("http://").split(":")
+    requests = [
+        [request_bytes(host, int(port), token, body) for body in bodies] for token, bodies in jobs
+    ]
+    seconds, sent = fire(host, int(port), requests, period, meter)
+    errors = [e for s in sent for e in s.errors]
+    if errors:
+        log.warning("ingest errors, first: %s", errors[0])
+    return Phase(
+        seconds, 0, [ms for s in sent for ms in s.latencies], len(errors),
+        sum(s.busy for s in sent), dict(meter.spent),
+    )  # fmt: skip
 
 
 def _load() -> str:
@@ -217,9 +199,30 @@ def _stored(db_url: str) -> tuple[int, int]:
         engine.dispose()
 
 
+def _meter(platform_pid: int, postmaster_pid: int, workers: int) -> CpuMeter:
+    """platform (its whole process tree), PostgreSQL (the postmaster and its backends), this
+    process (the load generator); with several workers the background process (the deferred
+    verifier and the sweep) on its own: the oldest child of the platform process."""
+    pids = {"platform": platform_pid, "postgres": postmaster_pid, "generator": os.getpid()}
+    if workers > 1:
+        # multiprocessing's spawned children (not its resource tracker): the background
+        # process is started before uvicorn's workers (sync/platform/workers.py)
+        children = child_pids(platform_pid, b"spawn_main")
+        if children:
+            pids["verifier"] = children[0]
+    return CpuMeter(pids)
+
+
+def _split(phase: Phase) -> Phase:
+    """`requests`: the platform's CPU without the background process's."""
+    cpu = phase.cpu
+    cpu["requests"] = cpu["platform"] - cpu.get("verifier", 0.0)
+    return phase
+
+
 def _run_platform(
     ctx: Context, name: str, db_url: str, kiosks: list[Kiosk], signatures: str, paced: bool,
-    workers: int = 1,
+    postmaster: int, workers: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
     burst_n = ctx.extra["burst"] * len(kiosks)
     with platform(
@@ -230,13 +233,19 @@ def _run_platform(
         tokens = [
             plat.register(k.device_id, "pt-" + k.device_id[-8:], k.public_key_b64) for k in kiosks
         ]
-        burst = _fire(plat.url, [(t, k.burst) for t, k in zip(tokens, kiosks, strict=True)], None)
+        meter = _meter(plat.proc.pid, postmaster, workers)
+        burst = _fire(
+            plat.url, [(t, k.burst) for t, k in zip(tokens, kiosks, strict=True)], None, meter
+        )
         burst.records = burst_n
-        out: dict[str, Any] = {"burst": burst}
+        out: dict[str, Any] = {"burst": _split(burst)}
         if paced:
-            peak = _fire(plat.url, [(t, k.paced) for t, k in zip(tokens, kiosks, strict=True)], 1.0)
+            peak = _fire(
+                plat.url, [(t, k.paced) for t, k in zip(tokens, kiosks, strict=True)], 1.0,
+                _meter(plat.proc.pid, postmaster, workers),
+            )  # fmt: skip
             peak.records = sum(ctx.extra["paced"] for k in kiosks for _ in k.paced)
-            out["peak"] = peak
+            out["peak"] = _split(peak)
         if signatures == "deferred":
             t0 = time.perf_counter()
             deadline = t0 + 600
@@ -260,14 +269,17 @@ def run(ctx: Context) -> list[Row]:
     sqlite = None
     with running_postgres() as pg:
         pg_version = pg.version()
+        pm = pg.postmaster_pid()
         ours = _run_platform(ctx, "pg-2w", pg.new_database(), kiosks, "deferred", paced=True,
-                             workers=2)  # fmt: skip
-        base = _run_platform(ctx, "pg", pg.new_database(), kiosks, "deferred", paced=True)
-        inline = _run_platform(ctx, "pg-inline", pg.new_database(), kiosks, "inline", paced=False)
+                             postmaster=pm, workers=2)  # fmt: skip
+        base = _run_platform(ctx, "pg", pg.new_database(), kiosks, "deferred", paced=True,
+                             postmaster=pm)  # fmt: skip
+        inline = _run_platform(ctx, "pg-inline", pg.new_database(), kiosks, "inline", paced=False,
+                               postmaster=pm)  # fmt: skip
         if os.environ.get("BENCH_INGEST_SQLITE"):
             sqlite = _run_platform(
                 ctx, "sqlite", f"sqlite:///{ctx.workdir / 'platform.db'}", kiosks, "deferred",
-                paced=True,
+                paced=True, postmaster=pm,
             )  # fmt: skip
     ctx.note(f"Machine load average (1, 5, 15 min) before: {uptime_before}; after: {_load()}.")
     checks = [("PostgreSQL, 2 workers", ours, expected), ("PostgreSQL, 1 worker", base, expected),
@@ -281,13 +293,16 @@ def run(ctx: Context) -> list[Row]:
                 f"forged; log: {res['log'][-1500:]}"
             )
     ctx.note(
-        f"{n} kiosks, one thread each; PostgreSQL {pg_version} started by the benchmark (fsync "
-        f"on, synchronous_commit on, shared_buffers 512MB), platform `--signatures deferred`, "
-        f"with `--workers 2` (ours) and as one process (baseline); the load generator runs in "
-        f"the benchmark's process on the same 2 cores. Burst: {n} x {burst} records at "
-        f"once. Lunch peak: {n} kiosks x {rounds} batches of {paced}, one a second each, "
-        f"staggered (offered {n * paced:,} records/s). Every record of every phase stored "
-        f"({expected:,} each), none forged."
+        f"{n} kiosks, one keep-alive connection each (bench/loadgen.py); PostgreSQL "
+        f"{pg_version} started by the benchmark (fsync on, synchronous_commit on, "
+        f"shared_buffers 512MB), platform `--signatures deferred`, with `--workers 2` (ours) "
+        f"and as one process (baseline); the load generator (one asyncio loop, requests built "
+        f"beforehand) runs in the benchmark's process on the same 2 cores; CPU per record from "
+        f"/proc (platform request processes, PostgreSQL's backends, the generator, the "
+        f"background verifier process). Burst: {n} x {burst} records at once. Lunch peak: "
+        f"{n} kiosks x {rounds} batches of {paced}, one a second each, staggered (offered "
+        f"{n * paced:,} records/s). Every record of every phase stored ({expected:,} each), "
+        f"none forged."
     )
     runs = [("PostgreSQL, --workers 2", ours), ("PostgreSQL, one process", base)]
     if sqlite is not None:
@@ -299,7 +314,10 @@ def run(ctx: Context) -> list[Row]:
             f"{p99(b.latencies):,.0f} ms); lunch peak {pk.rate:,.0f} rec/s over {pk.seconds:.1f} "
             f"s (p50 {p50(pk.latencies):,.0f} ms, p99 {p99(pk.latencies):,.0f} ms); 503 answers "
             f"{b.busy + pk.busy}, other errors {b.errors + pk.errors}; every signature checked "
-            f"by the background verifier {res['verify_after_s']:.1f} s after the peak ended."
+            f"by the background verifier {res['verify_after_s']:.1f} s after the peak ended. "
+            f"Burst {b.cpu_line()}; lunch peak {pk.cpu_line()}"
+            + ("" if "verifier" in b.cpu else " (the verifier is a thread of the platform)")
+            + "."
         )
     ib = inline["burst"]
     ctx.note(
@@ -326,6 +344,12 @@ def run(ctx: Context) -> list[Row]:
             baseline=bb.busy + bp.busy, unit="", **common),
         Row(metric="signatures all verified, s after the peak", ours=ours["verify_after_s"],
             baseline=base["verify_after_s"], unit="s", **common),
+        *[
+            Row(metric=f"burst: {label} CPU per record", ours=ob.us_per_record(who),
+                baseline=bb.us_per_record(who), unit="µs", n=n * burst, **common)
+            for who, label in (("requests", "platform"), ("postgres", "PostgreSQL"),
+                               ("generator", "load generator"))
+        ],
         Row(metric=f"{n} kiosks burst, PostgreSQL, signatures inline: records/s",
             ours=ib.rate, unit="rec/s", n=n * burst, bench="ingest"),
     ]  # fmt: skip

@@ -37,6 +37,10 @@ class Postgres:
             conn.execute(f"CREATE DATABASE {name}{extra}")
         return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{name}"
 
+    def postmaster_pid(self) -> int:
+        """The server's main process (its backends are its children): for CPU accounting."""
+        return int((self.root / "data" / "postmaster.pid").read_text().split()[0])
+
     def conninfo(self, dbname: str) -> str:
         return f"host={self.host} port={self.port} user=postgres dbname={dbname}"
 

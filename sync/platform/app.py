@@ -62,10 +62,17 @@ ROUTERS = (
 
 def make_platform_engine(database_url: str) -> Engine:
     # One writer at a time on SQLite, decided at BEGIN; a longer busy timeout than the kiosk's
-    # because a county's kiosks upload at once. PostgreSQL gets the pooled engine as is.
+    # because a county's kiosks upload at once.
+    # PostgreSQL: a fixed pool, no overflow. An overflow connection is closed when it is given
+    # back to a full pool, and the next request opens a new backend (a fork, authentication,
+    # cold catalog caches: milliseconds of CPU on both sides): under 200 kiosks at once that
+    # churn cost more than the inserts (docs/scale.md). Requests beyond 20 wait for a
+    # connection (the pool's timeout is a 503 the kiosk retries).
+    postgres = not database_url.startswith("sqlite")
     return make_engine(
-        database_url, immediate=True, pool_size=10, max_overflow=10, busy_timeout_ms=10_000
-    )
+        database_url, immediate=True, pool_size=20 if postgres else 10,
+        max_overflow=0 if postgres else 10, busy_timeout_ms=10_000,
+    )  # fmt: skip
 
 
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:

@@ -17,17 +17,19 @@ writer), so checks and inserts of one device never interleave.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
 import math
+import operator
 import zoneinfo
 from collections.abc import Iterable
 from json.encoder import encode_basestring as encode_json_string  # C; what json.dumps uses
 from typing import Any, NamedTuple, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -75,34 +77,60 @@ ClaimKey = tuple[str, str, str, dt.date]  # elder, service, slot, day
 
 
 _SORTED_FIELDS = sorted(CHAINED_FIELDS)
-_KEYS = [encode_json_string(name) + ":" for name in _SORTED_FIELDS]
+# The fields as WireRecord types them, in canonical (sorted) order; canonical_record relies on it.
+_EXPECTED_ORDER = [
+    "card_uid", "caregiver_id", "checked_in_at", "device_id", "distance", "elder_id", "flags",
+    "liveness", "margin", "method", "reader", "reason", "record_id", "seq", "service",
+    "service_date", "slot",
+]  # fmt: skip
+assert _SORTED_FIELDS == _EXPECTED_ORDER, "CHAINED_FIELDS changed: update canonical_record"
+
+
+def _text(value: object) -> str:
+    """A str-or-None field as canonical JSON ("null" for None)."""
+    if value is None:
+        return "null"
+    if type(value) is not str:
+        raise TypeError
+    return encode_json_string(value)
+
+
+def _number(value: object) -> str:
+    if value is None:
+        return "null"
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(round(value, 6))
+    if type(value) is int:
+        return int.__repr__(value)
+    raise TypeError
 
 
 def canonical_record(rec: WireRecord) -> bytes:
     """canonical_bytes(rec.chained()), byte for byte, without building the dict and running
     the general encoder (docs/scale.md: the request's CPU per record; equality tested in
-    tests/sync/test_canonical_fast.py). Anything unusual (a float
-    that is not finite, an unexpected type) takes the general path."""
-    parts = []
-    for key, name in zip(_KEYS, _SORTED_FIELDS, strict=True):
-        value = getattr(rec, name)
-        kind = type(value)
-        if value is None:
-            text = "null"
-        elif kind is str:
-            text = encode_json_string(value)
-        elif kind is int:
-            text = int.__repr__(value)
-        elif kind is float and math.isfinite(value):
-            text = float.__repr__(round(value, 6))
-        elif kind is dt.datetime:
-            text = '"' + value.isoformat(timespec="microseconds") + '"'
-        elif kind is dt.date:
-            text = '"' + value.isoformat() + '"'
-        else:
-            return canonical_bytes(rec.chained())
-        parts.append(key + text)
-    return ("{" + ",".join(parts) + "}").encode()
+    tests/sync/test_canonical_fast.py). One expression over the fields in sorted order, each
+    encoded by its wire type; anything unusual (a float that is not finite, an unexpected type)
+    takes the general path."""
+    v = rec.__dict__
+    e = encode_json_string
+    try:
+        seq, day, at = v["seq"], v["service_date"], v["checked_in_at"]
+        if type(seq) is not int or type(day) is not dt.date or type(at) is not dt.datetime:
+            raise TypeError
+        text = (
+            f'{{"card_uid":{_text(v["card_uid"])},"caregiver_id":{_text(v["caregiver_id"])},'
+            f'"checked_in_at":"{at.isoformat(timespec="microseconds")}",'
+            f'"device_id":{e(v["device_id"])},"distance":{_number(v["distance"])},'
+            f'"elder_id":{e(v["elder_id"])},"flags":{e(v["flags"])},'
+            f'"liveness":{_text(v["liveness"])},"margin":{_number(v["margin"])},'
+            f'"method":{e(v["method"])},"reader":{_text(v["reader"])},'
+            f'"reason":{_text(v["reason"])},"record_id":{e(v["record_id"])},'
+            f'"seq":{int.__repr__(seq)},"service":{e(v["service"])},'
+            f'"service_date":"{day.isoformat()}","slot":{e(v["slot"])}}}'
+        )
+    except TypeError:
+        return canonical_bytes(rec.chained())
+    return text.encode()
 
 
 def claim_kind(method: str, flags: str) -> int:
@@ -116,21 +144,41 @@ def claim_kind(method: str, flags: str) -> int:
     return CLEAN
 
 
-def mark_claims(session: Session, claims: list[dict[str, Any]], received_at: str) -> None:
-    """Set `claimed` on each new claim row: the first clean record of a slot not yet held.
+def mark_claims(
+    session: Session, claims: list[dict[str, Any]], received_at: str, look: bool = True
+) -> None:
+    """Set `claimed` on each new claim row: the first clean record of a slot not yet held
+    (`look` False: assume no slot of the batch is held yet; store_claims' first attempt).
 
     Holding the device row does not serialise two points claiming the same slot: the partial
     unique index does. The loser of that race gets an IntegrityError and its retry (the
     ingest loop) sees the winner's claim here."""
     clean = [c for c in claims if c["kind"] == CLEAN]
     taken: set[ClaimKey] = set()
-    if clean:
+    if not look:
+        pass
+    elif clean and is_postgres(session):
+        # One probe of the claims' unique index per key: the elder list with a date range
+        # let the planner scan every claim of those days county-wide, per batch.
+        taken.update(
+            (e, sv, sl, d)
+            for e, sv, sl, d in session.connection().execute(
+                _CLAIMS_TAKEN_PG,
+                {
+                    "elders": sorted({c["elder_id"] for c in clean}),
+                    "services": sorted({c["service"] for c in clean}),
+                    "slots": sorted({c["slot"] for c in clean}),
+                    "days": sorted({c["service_date"] for c in clean}),
+                },
+            )
+        )
+    elif clean:
         days = [c["service_date"] for c in clean]
         elders = sorted({c["elder_id"] for c in clean})
         for chunk in _chunks(elders):
             taken.update(
                 (e, sv, sl, d)
-                for e, sv, sl, d in session.execute(
+                for e, sv, sl, d in session.connection().execute(
                     select(
                         MealClaim.elder_id,
                         MealClaim.service,
@@ -186,7 +234,20 @@ def store_claims(session: Session, claims: list[dict[str, Any]], received_at: st
     In a savepoint: when the insert conflicts — claims left behind by records deleted from the
     platform's `record` table and now sent again (reconciliation), or a slot a concurrent batch
     of another point claimed meanwhile — the stale claims of these record ids are dropped and
-    the slots looked up again, once; a second conflict fails the transaction (retried whole)."""
+    the slots looked up again, once; a second conflict fails the transaction (retried whole).
+
+    The first attempt assumes none of the batch's slots is held yet, without looking: the
+    usual batch (a point's own elders, meals just served) is stored with no lookup at all, and
+    the claims' unique index refuses it when a slot was held (a roaming elder's second meal,
+    a re-sent batch): then the slots are looked up. Both give the same rows: a clean record
+    whose slot is held makes the optimistic insert of that slot's claim conflict."""
+    mark_claims(session, claims, received_at, look=False)
+    try:
+        with session.begin_nested():
+            copy_rows(session, "meal_claim", claims)
+        return
+    except IntegrityError:
+        log.debug("a slot of these %d claims is held; looking them up", len(claims))
     mark_claims(session, claims, received_at)
     try:
         with session.begin_nested():
@@ -208,7 +269,36 @@ def store_claims(session: Session, claims: list[dict[str, Any]], received_at: st
     copy_rows(session, "meal_claim", claims)
 
 
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# The claims of a batch's keys already held (mark_claims): every column of the partial unique
+# index is an equality, so PostgreSQL probes it whatever its statistics say.
+_CLAIMS_TAKEN_PG = text(
+    "SELECT elder_id, service, slot, service_date FROM meal_claim WHERE claimed"
+    " AND elder_id = ANY(CAST(:elders AS text[])) AND service = ANY(CAST(:services AS text[]))"
+    " AND slot = ANY(CAST(:slots AS text[])) AND service_date = ANY(CAST(:days AS date[]))"
+)
+# A batch's record ids already stored: one array parameter instead of an IN list of 500
+# bound values (compiled and parsed anew on both sides for every batch).
+_HELD_BY_ID_PG = text(
+    "SELECT record_id, device_id, hash, prev_hash, body FROM record"
+    " WHERE record_id = ANY(CAST(:ids AS text[]))"
+)
+
+
 def copy_rows(session: Session, table: str, rows: list[dict[str, Any]]) -> None:
+    """Rows (dicts) into `table` in one go; see copy_tuples."""
+    if rows:
+        columns = list(rows[0])
+        row_of = operator.itemgetter(*columns)
+        copy_tuples(session, table, columns, [row_of(r) for r in rows])
+
+
+def copy_tuples(
+    session: Session, table: str, columns: list[str], rows: list[tuple[Any, ...]]
+) -> None:
     """Rows into `table` in one go: COPY on PostgreSQL (one round trip, no per-row
     statement), one executemany elsewhere. Errors come out as SQLAlchemy's (the ingest retry
     catches IntegrityError / OperationalError)."""
@@ -216,18 +306,19 @@ def copy_rows(session: Session, table: str, rows: list[dict[str, Any]]) -> None:
         return
     conn = session.connection()
     if conn.dialect.name != "postgresql":
-        session.execute(insert(PlatformBase.metadata.tables[table]), rows)
+        values = [dict(zip(columns, r, strict=True)) for r in rows]
+        session.execute(insert(PlatformBase.metadata.tables[table]), values)
         return
     import psycopg  # the PostgreSQL driver; only needed here
 
-    columns = list(rows[0])
     raw = conn.connection.driver_connection
     assert raw is not None
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
     try:
         with raw.cursor() as cur, cur.copy(statement) as copy:
+            write = copy.write_row
             for row in rows:
-                copy.write_row(tuple(row[c] for c in columns))
+                write(row)
     except psycopg.errors.IntegrityError as exc:
         raise IntegrityError(statement, None, exc) from exc
     except psycopg.errors.OperationalError as exc:  # deadlock, serialisation
@@ -253,8 +344,45 @@ class Held(NamedTuple):
     body: str
 
 
-def _held(row: Record) -> Held:
-    return Held(row.record_id, row.device_id, row.hash, row.prev_hash, row.body)
+_HELD_COLUMNS = (Record.record_id, Record.device_id, Record.hash, Record.prev_hash, Record.body)
+# A batch's stored neighbours and the signed checkpoints in its seq range (BatchIngest.run),
+# the device's keys and its point's zone: built once, they run for every batch.
+_NEIGHBOURS = select(Record.seq, *_HELD_COLUMNS).where(
+    Record.device_id == bindparam("device_id"),
+    Record.seq.between(bindparam("low"), bindparam("high")),
+)
+_CHECKPOINTS = select(CheckpointRow.seq, CheckpointRow.head_hash).where(
+    CheckpointRow.device_id == bindparam("device_id"),
+    CheckpointRow.seq.between(bindparam("low"), bindparam("high")),
+)
+_KEYS = (
+    select(DeviceKeyRow.from_seq, DeviceKeyRow.until_seq, DeviceKeyRow.public_key)
+    .where(DeviceKeyRow.device_id == bindparam("device_id"))
+    .order_by(DeviceKeyRow.from_seq)
+)
+_ZONE = select(MealPoint.timezone).where(MealPoint.point_id == bindparam("point_id"))
+# The order of BatchIngest.run's record tuples.
+_RECORD_COLUMNS = [
+    "record_id", "device_id", "seq", "service_date", "elder_id", "service", "slot", "flags",
+    "prev_hash", "hash", "signature", "body", "received_at", "signature_ok",
+]  # fmt: skip
+
+
+def held_by_id(session: Session, ids: list[str]) -> dict[str, Held]:
+    """The stored records among these ids (a resend's duplicates, a reused id)."""
+    if ids and is_postgres(session):
+        return {
+            row[0]: Held(*row) for row in session.connection().execute(_HELD_BY_ID_PG, {"ids": ids})
+        }
+    by_id: dict[str, Held] = {}
+    for chunk in _chunks(ids):
+        by_id.update(
+            (row[0], Held(*row))
+            for row in session.connection().execute(
+                select(*_HELD_COLUMNS).where(Record.record_id.in_(chunk))
+            )
+        )
+    return by_id
 
 
 def raise_alert(
@@ -285,19 +413,21 @@ def raise_alert(
 
 def device_keys(session: Session, device: Device) -> list[tuple[int, int | None, Ed25519PublicKey]]:
     """(from_seq, until_seq, key) for every key the device has had; the current one last."""
-    rows = session.scalars(
-        select(DeviceKeyRow)
-        .where(DeviceKeyRow.device_id == device.device_id)
-        .order_by(DeviceKeyRow.from_seq)
-    ).all()
-    keys = [(r.from_seq, r.until_seq, public_key_from_b64(r.public_key)) for r in rows]
-    return keys or [(1, None, public_key_from_b64(device.public_key))]
+    rows = session.connection().execute(_KEYS, {"device_id": device.device_id}).all()
+    keys = [(start, until, _public_key(text)) for start, until, text in rows]
+    return keys or [(1, None, _public_key(device.public_key))]
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_key(text: str) -> Ed25519PublicKey:
+    """A device key parsed once per process, not once per batch (the text is the key)."""
+    return public_key_from_b64(text)
 
 
 def site_zone(session: Session, point_id: str) -> zoneinfo.ZoneInfo:
-    point = session.get(MealPoint, point_id)
+    name = session.connection().scalar(_ZONE, {"point_id": point_id})
     try:
-        return zoneinfo.ZoneInfo(point.timezone if point is not None else DEFAULT_ZONE)
+        return zoneinfo.ZoneInfo(name or DEFAULT_ZONE)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return zoneinfo.ZoneInfo(DEFAULT_ZONE)
 
@@ -317,8 +447,14 @@ class BatchIngest:
         # Deferred: the hash, the chain and the checkpoints are checked here; the signature by
         # the background verifier (signature_check.py), which alerts on a forgery.
         self.deferred = self.limits.signatures == "deferred"
+        today = now.astimezone(self.zone).date()
+        self.latest_day = today + dt.timedelta(days=self.limits.max_days_ahead)
+        self.today = today
 
     def key_for(self, seq: int) -> Ed25519PublicKey | None:
+        if len(self.keys) == 1:  # the usual device: one key from its first record on
+            start, until, key = self.keys[0]
+            return key if start <= seq and (until is None or seq <= until) else None
         for start, until, key in self.keys:
             if start <= seq and (until is None or seq <= until):
                 return key
@@ -339,38 +475,37 @@ class BatchIngest:
     def run(self, batch: RecordBatch) -> BatchResult:
         records, twins = self._one_per_id(batch.records)
         ids = [r.record_id for r in records]
-        by_id: dict[str, Held] = {}
-        for chunk in _chunks(ids):
-            by_id.update(
-                (r.record_id, _held(r))
-                for r in self.session.scalars(select(Record).where(Record.record_id.in_(chunk)))
-            )
+        by_id = held_by_id(self.session, ids)
         by_seq: dict[int, Held] = {}
         checkpoints: dict[int, set[str]] = {}
         dev = self.device.device_id
         for where in self._seq_filters(records):
-            if isinstance(where, tuple):
-                on_record = Record.seq.between(*where)
-                on_checkpoint = CheckpointRow.seq.between(*where)
+            conn = self.session.connection()
+            if isinstance(where, tuple):  # the usual batch: statements built once
+                span = {"device_id": dev, "low": where[0], "high": where[1]}
+                neighbours = conn.execute(_NEIGHBOURS, span)
+                committed = conn.execute(_CHECKPOINTS, span)
             else:
-                on_record, on_checkpoint = Record.seq.in_(where), CheckpointRow.seq.in_(where)
-            by_seq.update(
-                (r.seq, _held(r))
-                for r in self.session.scalars(
-                    select(Record).where(Record.device_id == dev, on_record)
+                neighbours = conn.execute(
+                    select(Record.seq, *_HELD_COLUMNS).where(
+                        Record.device_id == dev, Record.seq.in_(where)
+                    )
                 )
-            )
-            for cp in self.session.scalars(
-                select(CheckpointRow).where(CheckpointRow.device_id == dev, on_checkpoint)
-            ):
-                checkpoints.setdefault(cp.seq, set()).add(cp.head_hash)
+                committed = conn.execute(
+                    select(CheckpointRow.seq, CheckpointRow.head_hash).where(
+                        CheckpointRow.device_id == dev, CheckpointRow.seq.in_(where)
+                    )
+                )
+            by_seq.update((row[0], Held(*row[1:])) for row in neighbours)
+            for seq, head_hash in committed:
+                checkpoints.setdefault(seq, set()).add(head_hash)
 
         accepted: list[str] = []
         duplicate: list[str] = []
         rejected: list[Rejection] = [
             Rejection(record_id=rid, reason=reason) for rid, reason in twins.items()
         ]
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         claims: list[dict[str, Any]] = []
         point = self.device.point_id
         received_at = _stamp(self.now)
@@ -384,22 +519,22 @@ class BatchIngest:
                 duplicate.append(rec.record_id)
             elif outcome is None:
                 rows.append(
-                    {
-                        "record_id": rec.record_id,
-                        "device_id": dev,
-                        "seq": rec.seq,
-                        "service_date": rec.service_date,
-                        "elder_id": rec.elder_id,
-                        "service": rec.service,
-                        "slot": rec.slot,
-                        "flags": rec.flags,
-                        "prev_hash": rec.prev_hash,
-                        "hash": rec.hash,
-                        "signature": rec.signature,
-                        "body": body,
-                        "received_at": received_at,
-                        "signature_ok": signature_ok,
-                    }
+                    (
+                        rec.record_id,
+                        dev,
+                        rec.seq,
+                        rec.service_date,
+                        rec.elder_id,
+                        rec.service,
+                        rec.slot,
+                        rec.flags,
+                        rec.prev_hash,
+                        rec.hash,
+                        rec.signature,
+                        body,
+                        received_at,
+                        signature_ok,
+                    )
                 )
                 claims.append(
                     {
@@ -431,7 +566,7 @@ class BatchIngest:
             # Not an ORM object per record (that was a third of the request's time at 500
             # records a batch); not the ORM's bulk insert either: it replaces an explicit None
             # (signature not yet verified) with the column's default.
-            copy_rows(self.session, "record", rows)
+            copy_tuples(self.session, "record", _RECORD_COLUMNS, rows)
             # The settlement's narrow copy, in the same transaction (tables.MealClaim).
             store_claims(self.session, claims, received_at)
             self.device.held_count = (self.device.held_count or 0) + len(rows)
@@ -447,11 +582,15 @@ class BatchIngest:
         soon = self.now.astimezone(self.zone).date() + dt.timedelta(days=1)
         if min(days) >= soon.replace(day=1):
             return
-        closed = self.session.execute(
-            select(SettlementMonth.first_day, SettlementMonth.last_day).where(
-                SettlementMonth.last_day >= min(days), SettlementMonth.first_day <= max(days)
+        closed = (
+            self.session.connection()
+            .execute(
+                select(SettlementMonth.first_day, SettlementMonth.last_day).where(
+                    SettlementMonth.last_day >= min(days), SettlementMonth.first_day <= max(days)
+                )
             )
-        ).all()
+            .all()
+        )
         for c in claims:
             if any(first <= c["service_date"] <= last for first, last in closed):
                 c["kind"] = LATE
@@ -482,13 +621,13 @@ class BatchIngest:
                 f"service_date {rec.service_date} differs from the check-in date {local_day} "
                 f"({self.zone.key})"
             )
-        today = self.now.astimezone(self.zone).date()
+        today = self.today
         if rec.service_date < self.limits.earliest_service_date:
             return (
                 f"service_date {rec.service_date} is before the programme "
                 f"({self.limits.earliest_service_date})"
             )
-        if rec.service_date > today + dt.timedelta(days=self.limits.max_days_ahead):
+        if rec.service_date > self.latest_day:
             return f"service_date {rec.service_date} is in the future (platform date {today})"
         return None
 

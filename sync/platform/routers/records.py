@@ -6,7 +6,7 @@ import logging
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from sync.platform.body import (
@@ -27,6 +27,8 @@ from sync.wire import BatchResult, Checkpoint, CheckpointResult, RecordBatch
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["device"])
 INGEST_ATTEMPTS = 3
+# The device row, held for the batch's transaction (built once: it runs for every batch).
+_LOCK_DEVICE = select(Device).where(Device.device_id == bindparam("device_id")).with_for_update()
 
 
 @router.post(
@@ -47,10 +49,10 @@ async def upload_records(request: Request, device: DeviceDep, state: StateDep) -
 def _ingest(state: PlatformState, device_id: str, batch: RecordBatch) -> BatchResult:
     for attempt in range(1, INGEST_ATTEMPTS + 1):
         try:
-            with state.transaction() as session:
-                locked = session.scalars(
-                    select(Device).where(Device.device_id == device_id).with_for_update()
-                ).one()
+            with state.transaction() as session, session.no_autoflush:
+                # No autoflush: the device row's counters and the alerts are written once, at
+                # commit (records and claims go by COPY, not through the session).
+                locked = session.scalars(_LOCK_DEVICE, {"device_id": device_id}).one()
                 result = BatchIngest(session, locked, state.clock(), state.limits).run(batch)
                 check_device(session, locked, state.clock(), state.limits)
             log.info(
