@@ -1,15 +1,20 @@
 """Fused decisions vs the 2-of-3 vote on the degraded set: visits refused and impostor visits.
 
     python -m bench.face_tools.fusion_frr [--faces DIR] [--visit-frames 10] [--seed 15]
+                                          [--kiosk-scale hog|yunet]
 
 The degraded set, enrolment protocol and visits are those of `bench.face_tools.degraded_frr`
 (same seeds, so the 2-of-3 rows reproduce its table), with one addition: *every* degraded
 photo gets a visit, not only the genuine probes, so each visit is also an impostor visit
-against the roster without its own person. A visit is decided frame by frame as the worker
-does with liveness off (kiosk/face/worker.py): each frame's single decision, the window of
-the last `agree_window` frames, and a check-in when `agree_frames` of them matched the same
-elder alone ("2 of 3") or, with fusion, when `kiosk.face.fusion.fused_decision` on that
-window matched ("2 of 3 or fused").
+against the roster without its own person. With `--kiosk-scale DETECTOR` the probes and
+visit frames are found as the kiosk finds them (the photo on a 640x480 frame, the kiosk's
+detector settings and face-size floor: `degraded_frr.kiosk_encoding`), enrolment as
+enrolment does with that detector; a frame with no usable face counts against.
+
+A visit is decided frame by frame as the worker does with liveness off (kiosk/face/worker.py):
+each frame's single decision, the window of the last `agree_window` frames, and a check-in
+when `agree_frames` of them matched the same elder alone ("2 of 3") or, with fusion, when
+`kiosk.face.fusion.fused_decision` on that window matched ("2 of 3 or fused").
 
 Reported per template set and threshold: genuine visits refused (or taken for someone
 else), impostor visits that checked anyone in, and the nearest impostor distance of a fused
@@ -25,10 +30,10 @@ from collections.abc import Hashable
 
 import numpy as np
 
-from bench.face_tools.dataset import find_face_data, load_samples
+from bench.face_tools.dataset import find_face_data, load_rgb, load_samples
 from bench.face_tools.degraded import build, visit_frames
-from bench.face_tools.degraded_frr import TEMPLATES, Encoding, Shot, enrol, shoot
-from kiosk.face.detect import detect_faces
+from bench.face_tools.degraded_frr import TEMPLATES, Encoding, Shot, enrol, kiosk_encoding, shoot
+from kiosk.face.detect import detect_faces, make_detector
 from kiosk.face.encode import encode_face
 from kiosk.face.enrol import fit_photo
 from kiosk.face.fusion import FaceFrame, fused_decision
@@ -100,19 +105,40 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=6)
     parser.add_argument("--seed", type=int, default=15, help="15 is the calibration set")
     parser.add_argument("--visit-frames", type=int, default=10)
+    parser.add_argument("--kiosk-scale", choices=["hog", "yunet"], default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     faces = find_face_data(args.faces)
     if faces is None:
         raise SystemExit("face photos not found (../shared/faces or $KIOSK_FACE_DATA)")
-    shots = [shoot(item) for item in build(faces, args.variants, args.seed)]
+    items = build(faces, args.variants, args.seed)
+    if args.kiosk_scale:
+        enrol_detector, kiosk = (
+            make_detector(args.kiosk_scale, enrol=True),
+            make_detector(args.kiosk_scale),
+        )
+        shots = [shoot(item, enrol_detector) for item in items]
+    else:
+        shots = [shoot(item) for item in items]
     for n, s in enumerate(shots):  # the seeds of degraded_frr.add_visits, for every photo
+        more = visit_frames(faces, s.item, args.visit_frames - 1, seed=1000 + n)
+        if args.kiosk_scale:
+            s.visit = [kiosk_encoding(kiosk, f) for f in [s.item.image, *more]]
+            continue
         s.visit = [s.encoding]
-        for frame in visit_frames(faces, s.item, args.visit_frames - 1, seed=1000 + n):
+        for frame in more:
             image = fit_photo(frame)
             boxes = detect_faces(image, scale=1.0, upsample=1)
             s.visit.append(encode_face(image, boxes[0]) if boxes else None)
-    strangers = [s.encoding for s in load_samples(faces) if s.role == "stranger"]
+    if args.kiosk_scale:  # the crowd's faces as the detector under test finds them
+        crowd = [*sorted((faces / "crowd").glob("*.jp*g")), faces / "lin-manuel-miranda.png"]
+        strangers = [
+            encode_face(image, box)
+            for image in (fit_photo(load_rgb(path)) for path in crowd)
+            for box in enrol_detector.detect(image)
+        ]
+    else:
+        strangers = [s.encoding for s in load_samples(faces) if s.role == "stranger"]
     log.info("%d photos, %d visit frames each", len(shots), args.visit_frames)
 
     head = " | ".join(f"{t:.2f}" for t in THRESHOLDS)
