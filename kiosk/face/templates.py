@@ -415,10 +415,10 @@ def detector_mismatch(by_detector: dict[str, tuple[int, int]], configured: str) 
     other = {d: v for d, v in sorted(by_detector.items()) if d != configured}
     if not other:
         return None
-    made = ", ".join(f"{n} templates of {e} elders by {d}" for d, (n, e) in other.items())
+    made = ", ".join(f"{n} template(s) of {e} elder(s) by {d}" for d, (n, e) in other.items())
     usable = by_detector.get(configured, (0, 0))[1]
     return (
-        f"face.detector is {configured}, but {made}: those are not matched ({usable} elders "
+        f"face.detector is {configured}, but {made}: those are not matched ({usable} elder(s) "
         f"have {configured} templates); re-enrol those elders with {configured}, or set "
         f"face.detector back"
     )

@@ -241,7 +241,7 @@ def test_templates_of_another_detector_are_not_matched(tmp_path: Path) -> None:
     worker = FaceWorker(config.face, None, services.checkin, templates)  # type: ignore[arg-type]
     worker.reload()
     assert worker.state == "error"
-    assert "face.detector is yunet, but 2 templates of 1 elders by hog" in worker.detail
+    assert "face.detector is yunet, but 2 template(s) of 1 elder(s) by hog" in worker.detail
     assert worker.matcher.template_count == 0
     check = check_face_templates(config, store)
     assert check.level is Level.WARN and "re-enrol" in check.detail
