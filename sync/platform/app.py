@@ -66,11 +66,13 @@ def make_platform_engine(database_url: str) -> Engine:
     # PostgreSQL: a fixed pool, no overflow. An overflow connection is closed when it is given
     # back to a full pool, and the next request opens a new backend (a fork, authentication,
     # cold catalog caches: milliseconds of CPU on both sides): under 200 kiosks at once that
-    # churn cost more than the inserts (docs/scale.md). Requests beyond 20 wait for a
-    # connection (the pool's timeout is a 503 the kiosk retries).
+    # churn cost more than the inserts (docs/scale.md). Eight transactions per process keep
+    # two cores busy (each waits on PostgreSQL part of its time); more only add GIL and lock
+    # contention. Requests beyond them wait for a connection (the pool's timeout is a 503
+    # the kiosk retries).
     postgres = not database_url.startswith("sqlite")
     return make_engine(
-        database_url, immediate=True, pool_size=20 if postgres else 10,
+        database_url, immediate=True, pool_size=8 if postgres else 10,
         max_overflow=0 if postgres else 10, busy_timeout_ms=10_000,
     )  # fmt: skip
 

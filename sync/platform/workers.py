@@ -43,7 +43,7 @@ ENV_DB = "HAOLINJU_PLATFORM_DB"
 ENV_KEY = "HAOLINJU_PLATFORM_KEY_FILE"
 ENV_LIMITS = "HAOLINJU_PLATFORM_LIMITS"
 ENV_LOG_LEVEL = "HAOLINJU_PLATFORM_LOG_LEVEL"
-BACKGROUND_NICE = 10  # the background process's niceness (requests run at 0)
+BACKGROUND_NICE = 19  # the background process's niceness: the lowest (requests run at 0)
 
 
 def limits_to_json(limits: Limits) -> str:
