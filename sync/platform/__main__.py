@@ -40,7 +40,7 @@ SECRET_FLAGS = ("--admin-token", "--token", "--code")
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from sync.platform.app import create_platform_app
+    from sync.platform.app import create_platform_app, freeze_startup_objects
     from sync.platform.keys import load_or_create_platform_key
     from sync.platform.state import Limits
     from sync.wire import b64encode
@@ -76,6 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
         serve_workers(args.db, args.key, limits, args.host, args.port, args.workers, level)
         return 0
     app = create_platform_app(args.db, key, admin_token, limits=limits)
+    freeze_startup_objects()
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
     return 0
 

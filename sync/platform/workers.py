@@ -73,7 +73,7 @@ def limits_from_json(text: str) -> Limits:
 
 def worker_app() -> FastAPI:
     """The app of one worker process (uvicorn's factory): requests only."""
-    from sync.platform.app import create_platform_app
+    from sync.platform.app import create_platform_app, freeze_startup_objects
     from sync.platform.keys import load_or_create_platform_key
 
     logging.basicConfig(level=os.environ.get(ENV_LOG_LEVEL, "WARNING"))
@@ -81,7 +81,9 @@ def worker_app() -> FastAPI:
         limits_from_json(os.environ[ENV_LIMITS]), verify_interval_s=0, signature_interval_s=0
     )
     key = load_or_create_platform_key(Path(os.environ[ENV_KEY]))
-    return create_platform_app(os.environ[ENV_DB], key, None, limits=limits, prepare=False)
+    app = create_platform_app(os.environ[ENV_DB], key, None, limits=limits, prepare=False)
+    freeze_startup_objects()
+    return app
 
 
 def background(database_url: str, limits_json: str, log_level: str) -> None:
