@@ -8,7 +8,7 @@ appears the first window passes. Attack videos are written to a temporary folder
 photos given (bench/face_tools/attack_video.py).
 
 `python -m bench.face_tools.liveness_eval [--faces DIR] [--photos train/kit_harington/john1.jpeg
-...] [--kinds tilt turn screen] [--step 3]`
+...] [--kinds tilt turn screen] [--step 3] [--detect-scale 1.0 0.75]`
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class VideoScore:
     first_pass_s: float | None  # after the first face frame
 
 
-def score_video(path: Path, step: int = 3) -> VideoScore:
+def score_video(path: Path, step: int = 3, scale: float = DEFAULT_DETECT_SCALE) -> VideoScore:
     cap = cv2.VideoCapture(str(path))
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     window = ParallaxWindow()
@@ -57,7 +57,7 @@ def score_video(path: Path, step: int = 3) -> VideoScore:
         if n % step:
             continue
         rgb = np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-        boxes = detect_faces(rgb, DEFAULT_DETECT_SCALE)
+        boxes = detect_faces(rgb, scale)
         if not boxes:
             continue
         t = n / fps
@@ -92,25 +92,34 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="*", default=list(ATTACKS))
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--step", type=int, default=3)
+    parser.add_argument(
+        "--detect-scale", type=float, nargs="*", default=[DEFAULT_DETECT_SCALE],
+        help="HOG scales to compare (one table each)",
+    )  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     faces = find_face_data(args.faces)
     if faces is None:
         raise SystemExit("face photos not found (../shared/faces or $KIOSK_FACE_DATA)")
-    scores = [score_video(faces / CLIP, args.step)]
+    videos = [faces / CLIP]
+    lines = [
+        "| HOG scale | video | face frames | windows | passed | strongest | first pass after |"
+    ]
+    lines.append("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for photo in args.photos:
             for kind in args.kinds:
                 out = Path(tmp) / f"{Path(photo).parent.name}-{kind}.mp4"
                 write_attack_video(faces / photo, out, ATTACKS[kind], args.seconds)
-                scores.append(score_video(out, args.step))
-    lines = ["| video | face frames | windows | passed | strongest | first pass after |"]
-    lines.append("|---|---|---|---|---|---|")
-    for s in scores:
-        first = "-" if s.first_pass_s is None else f"{s.first_pass_s:.1f} s"
-        lines.append(
-            f"| {s.name} | {s.face_frames} | {s.windows} | {s.passed} | {s.strongest} | {first} |"
-        )
+                videos.append(out)
+        for scale in args.detect_scale:
+            for video in videos:
+                s = score_video(video, args.step, scale)
+                first = "-" if s.first_pass_s is None else f"{s.first_pass_s:.1f} s"
+                lines.append(
+                    f"| {scale} | {s.name} | {s.face_frames} | {s.windows} | {s.passed} "
+                    f"| {s.strongest} | {first} |"
+                )
     log.info("%s", "\n".join(lines))
 
 

@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from kiosk.face.liveness import LivenessCheck, LivenessMode, LivenessState
-from kiosk.face.parallax import ParallaxWindow, yaw_cues
+from kiosk.face.parallax import (
+    DEFAULT_MIN_CORRELATION,
+    DEFAULT_MIN_NOSE_RANGE,
+    DEFAULT_MIN_RATIO_RANGE,
+    ParallaxWindow,
+    yaw_cues,
+)
 
 FPS = 8.0  # analysed frames per second on the kiosk
 # x right, y down, z towards the camera: outer eye corners sit ~2 cm behind the inner ones,
@@ -141,3 +147,26 @@ def test_a_window_spans_at_most_its_time() -> None:
 def test_five_points_are_required() -> None:
     with pytest.raises(ValueError, match="5 points"):
         yaw_cues([(0.0, 0.0)] * 4)
+
+
+def test_one_frame_with_landmarks_thrown_off_does_not_pass() -> None:
+    """The screen-attack case: a still photo (cues flat but for landmark noise) and one
+    frame where glare throws an eye corner off, which swings both cues at once. On plain
+    peak-to-peak and correlation that frame alone makes the window pass."""
+    rng = np.random.default_rng(3)
+    window = ParallaxWindow()
+    frames = []
+    for n in range(8):
+        points = project(FLAT, rot(), (0, 0, 0), 0.3, rng)
+        if n == 5:  # the outer corner of eye A pulled inwards, the nose dragged with it
+            points[0] = (points[0][0] + 9.0, points[0][1])
+            points[4] = (points[4][0] - 9.0, points[4][1])
+        frames.append(points)
+        last = window.add(points, n / FPS)
+    assert last is not None and not last.passed
+    cues = [yaw_cues(p) for p in frames]
+    ratio = np.array([c.eye_ratio for c in cues if c is not None])
+    nose = np.array([c.nose_offset for c in cues if c is not None])
+    assert np.ptp(ratio) >= DEFAULT_MIN_RATIO_RANGE
+    assert np.ptp(nose) >= DEFAULT_MIN_NOSE_RANGE
+    assert np.corrcoef(ratio, nose)[0, 1] >= DEFAULT_MIN_CORRELATION
