@@ -216,7 +216,7 @@ class FaceConfig(Strict):
     threshold: float = Field(default=0.45, gt=0.0, lt=1.0)
     min_margin: float = Field(default=0.08, ge=0.0, lt=1.0)
     min_face_px: int = Field(default=64, ge=40, le=1000)
-    detect_scale: float = Field(default=0.75, gt=0.0, le=1.0)  # HOG's input scale
+    detect_scale: float = Field(default=1.0, gt=0.0, le=1.0)  # HOG's input scale
     # hog (dlib, everywhere) | yunet (libfacedetection, x86-64 only): templates remember the
     # detector that made them, so a switch means re-enrolment (docs/face.md).
     detector: Literal["hog", "yunet"] = "hog"

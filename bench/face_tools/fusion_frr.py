@@ -1,7 +1,7 @@
 """Fused decisions vs the 2-of-3 vote on the degraded set: visits refused and impostor visits.
 
     python -m bench.face_tools.fusion_frr [--faces DIR] [--visit-frames 10] [--seed 15]
-                                          [--kiosk-scale hog|yunet]
+                                          [--kiosk-scale hog|yunet [--detect-scale S]]
 
 The degraded set, enrolment protocol and visits are those of `bench.face_tools.degraded_frr`
 (same seeds, so the 2-of-3 rows reproduce its table), with one addition: *every* degraded
@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=15, help="15 is the calibration set")
     parser.add_argument("--visit-frames", type=int, default=10)
     parser.add_argument("--kiosk-scale", choices=["hog", "yunet"], default=None)
+    parser.add_argument(
+        "--detect-scale", type=float, default=None, help="the kiosk detector's scale"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     faces = find_face_data(args.faces)
@@ -115,7 +118,7 @@ def main() -> None:
     if args.kiosk_scale:
         enrol_detector, kiosk = (
             make_detector(args.kiosk_scale, enrol=True),
-            make_detector(args.kiosk_scale),
+            make_detector(args.kiosk_scale, args.detect_scale),
         )
         shots = [shoot(item, enrol_detector) for item in items]
     else:

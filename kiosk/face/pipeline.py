@@ -16,17 +16,19 @@ from numpy.typing import NDArray
 from kiosk.face.detect import FaceBox, FaceDetector, HogDetector, Image, choose_face
 from kiosk.face.encode import Landmarks, Points5, encode_face_with_points, face_landmarks_68
 
-# Kiosk defaults for a 640x480 camera with the elder ~0.5-1 m away, where a face is ~90-150 px
-# wide. HOG without upsampling finds faces of ~80 px in the image it sees, so scale 0.75 finds
-# faces from ~100 px at 14 ms (scale 0.5 would need ~160 px, i.e. an elder closer than 0.5 m;
-# full scale costs 23 ms). Faces below min_face_px are people in the background.
+# Kiosk defaults for a 640x480 camera with the elder ~0.5-1 m away, where a face is ~80-150 px
+# wide. HOG without upsampling finds faces of ~80 px in the image it sees: at full scale it
+# finds every face from ~80 px; scale 0.75 (the default until issue 15's degraded set) saved
+# ~12 ms a frame but sees no face under ~100 px, and at kiosk scale it found no face at all in
+# 13 of the 78 degraded photos (visits refused with fused decisions: 11 of 48 at 0.75, 5 at
+# 1.0; docs/face.md "Fused decisions"). Faces below min_face_px are people in the background.
 # The floor is 64 px (issue 15): the train photos scaled so the HOG box is 64 px encode within
 # 0.12 (median; max 0.19) of their full-resolution encoding, every genuine pair stays within
 # 0.42 (threshold 0.45) and no impostor comes closer than 0.69, as at 80-120 px; at 56 px
 # the drift grows to 0.19 max. (At scale 0.75 HOG reports no box under ~86 px anyway; the
 # floor matters with detect_scale 1.0, where the Hamilton clip's 72 px boxes then count.)
 # Timings behind these values: docs/face.md.
-DEFAULT_DETECT_SCALE = 0.75
+DEFAULT_DETECT_SCALE = 1.0
 DEFAULT_UPSAMPLE = 0
 DEFAULT_MIN_FACE_PX = 64
 
