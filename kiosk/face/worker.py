@@ -175,8 +175,8 @@ class FaceWorker:
         self._recent: deque[tuple[float, Hashable | None, float, Any]] = deque(maxlen=RECENT_FRAMES)
         # The elder each of the last analysed frames matched (None: no face, or no Match).
         self._agree: deque[Hashable | None] = deque(maxlen=face.agree_window)
-        # The same frames as (nearest elder, encoding) for fusion, and the elder the newest
-        # fused decision matched (None: no fused Match on the last analysed frame).
+        # The same frames as (nearest elder, distance, encoding) for fusion, and the elder the
+        # newest fused decision matched (None: no fused Match on the last analysed frame).
         self._window: deque[FaceFrame] = deque(maxlen=face.agree_window)
         self._fused: Hashable | None = None
         self._decision_ms: deque[float] = deque(maxlen=200)
