@@ -19,7 +19,7 @@ Liveness (default `parallax`, kiosk.face.parallax) needs a few frames of the fac
 frames of the current visit that came before the first match (the elder walking up, turning
 to the screen) are kept and fed to the check when it starts, so an elder who moved on the way
 in is not made to wait for a second window. While a parallax check is pending, frames get
-only detection and the 5 points (~15 ms instead of ~90 ms with the encoding; one full
+only detection and the 5 points (~28 ms instead of ~46-108 ms with the encoding; one full
 analysis every FULL_ANALYSIS_EVERY_S keeps identity and agreement current), so
 the check sees a head turn at several times the full analysis rate; such a frame counts only
 if its face is where the matched face was (same person, no identity decision made on it).
@@ -82,9 +82,9 @@ PROMPT_AFTER_S = 2.0  # an unmatched face this long in view gets "请刷卡"
 # threshold, still feed the check (their landmarks are as good; the identity was decided).
 # Frames this far from an elder are also plausibly his face for a fused decision.
 LIVENESS_SLACK = 0.15
-# While a parallax check is pending, frames get only detection + 5 points (~15 ms) except
-# one full analysis (with the encoding, ~90 ms) per this many seconds, which keeps the
-# identity and the frame agreement current.
+# While a parallax check is pending, frames get only detection + 5 points (~28 ms at full
+# scale) except one full analysis (with the encoding, 46 ms on the BLAS build) per this many
+# seconds, which keeps the identity and the frame agreement current.
 FULL_ANALYSIS_EVERY_S = 0.3
 RECENT_FRAMES = 12  # face frames of the visit kept for the liveness check (> its window)
 
