@@ -69,7 +69,9 @@ class Phase:
         return self.records / self.seconds if self.seconds else float("nan")
 
     def us_per_record(self, who: str) -> float:
-        if who not in self.cpu or not self.records:
+        """CPU µs per record; NaN when not measured, or when /proc counted no clock tick at
+        all (under 10 ms: a quick run's few hundred records), which is not zero CPU."""
+        if who not in self.cpu or not self.records or self.cpu[who] <= 0:
             return float("nan")
         return self.cpu[who] / self.records * 1e6
 
