@@ -23,6 +23,7 @@ from tests.support.config import BASE_CONFIG
 from tests.support.paths import FACE_DATA_MISSING, face_data_or_skip
 from tests.support.platform import Postgres, PostgresMissingError, running_postgres
 from tests.support.roster import TZ, Clock, elder_row
+from tests.support.ui import CHROMIUM, CHROMIUM_ARGS, skip_without_chromium
 
 # Fixtures that start real services (uvicorn, PostgreSQL, pcscd, Chromium): a test using one is
 # slow whether or not its module says so, and `make test-fast` leaves it out.
@@ -73,6 +74,18 @@ def config() -> KioskConfig:
 @pytest.fixture
 def clock() -> Clock:
     return Clock(dt.datetime(2026, 12, 2, 11, 30, tzinfo=TZ))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's chromium under Playwright, one per test module (skipped where it is missing)."""
+    skip_without_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture

@@ -53,6 +53,14 @@ def find_face_data(explicit: str | Path | None = None) -> Path | None:
     return next((path for path in candidates if (path / "train").is_dir()), None)
 
 
+def require_face_data(explicit: str | Path | None = None) -> Path:
+    """find_face_data for a command-line tool: exits with the reason where it is absent."""
+    faces = find_face_data(explicit)
+    if faces is None:
+        raise SystemExit(f"face photos not found (../shared/faces or ${ENV_VAR})")
+    return faces
+
+
 @dataclass(frozen=True)
 class FaceSample:
     image: str  # path relative to the data folder

@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from bench.face_tools.dataset import FaceSample, find_face_data, load_rgb, load_samples
+from bench.face_tools.dataset import FaceSample, load_rgb, load_samples, require_face_data
 from bench.face_tools.degraded import Degraded, build, visit_frames
 from kiosk.face.augment import augmented_encodings
 from kiosk.face.detect import FaceBox, FaceDetector, Image, choose_face, detect_faces, make_detector
@@ -492,9 +492,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    faces = find_face_data(args.faces)
-    if faces is None:
-        raise SystemExit("face photos not found (../shared/faces or $KIOSK_FACE_DATA)")
+    faces = require_face_data(args.faces)
     if args.detector:
         names = [n.strip() for n in args.detector.split(",") if n.strip()]
         compare_detectors(

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.face import load_frames
-from bench.face_tools.dataset import find_face_data
+from bench.face_tools.dataset import require_face_data
 from bench.face_tools.degraded import build
 from kiosk.face.detect import FaceBox, detect_faces, make_detector
 from kiosk.face.encode import encode_face
@@ -65,9 +65,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    faces = find_face_data()
-    if faces is None:
-        raise SystemExit("face photos not found (../shared/faces or $KIOSK_FACE_DATA)")
+    faces = require_face_data()
     detectors: dict[str, Callable[[Frame], list[FaceBox]]] = {
         "HOG (kiosk: scale 0.75, upsample 0)": hog,
         f"YuNet / yuface (scale {args.scale})": yunet(args.scale),

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from bench.face_tools.dataset import find_face_data, load_samples
+from bench.face_tools.dataset import load_samples, require_face_data
 from bench.face_tools.degraded import Degraded, build
 from kiosk.face.detect import FaceBox, detect_faces
 from kiosk.face.encode import encode_face, encode_face_with_points
@@ -244,9 +244,7 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="every photo's measures")
     args = parser.parse_args()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    faces = find_face_data(args.faces)
-    if faces is None:
-        raise SystemExit("face photos not found (../shared/faces or $KIOSK_FACE_DATA)")
+    faces = require_face_data(args.faces)
     items = build(faces, args.variants)
     measured = [measure(item) for item in items]
     strangers = [s.encoding for s in load_samples(faces) if s.role == "stranger"]

@@ -30,14 +30,22 @@ from collections.abc import Hashable
 
 import numpy as np
 
-from bench.face_tools.dataset import find_face_data, load_rgb, load_samples
+from bench.face_tools.dataset import load_rgb, load_samples, require_face_data
 from bench.face_tools.degraded import build, visit_frames
-from bench.face_tools.degraded_frr import TEMPLATES, Encoding, Shot, enrol, kiosk_encoding, shoot
+from bench.face_tools.degraded_frr import (
+    TEMPLATES,
+    Encoding,
+    Shot,
+    _matcher,
+    enrol,
+    kiosk_encoding,
+    shoot,
+)
 from kiosk.face.detect import detect_faces, make_detector
 from kiosk.face.encode import encode_face
 from kiosk.face.enrol import fit_photo
 from kiosk.face.fusion import FaceFrame, fused_decision
-from kiosk.face.matcher import DEFAULT_MIN_MARGIN, FaceMatcher, Match
+from kiosk.face.matcher import FaceMatcher, Match
 from kiosk.face.worker import LIVENESS_SLACK
 
 log = logging.getLogger(__name__)
@@ -71,12 +79,9 @@ def decide_visit(matcher: FaceMatcher, visit: list[Encoding | None], fuse: bool)
     return None
 
 
-def _matcher(
-    templates: dict[str, list[Encoding]], threshold: float, without: str = ""
-) -> FaceMatcher:
-    m = FaceMatcher(threshold, DEFAULT_MIN_MARGIN)
-    m.set_roster((p, e) for p, encs in templates.items() if p != without for e in encs)
-    return m
+def _without(templates: dict[str, list[Encoding]], person: str) -> dict[str, list[Encoding]]:
+    """The roster an impostor visit is played against: everybody but its own person."""
+    return {p: encs for p, encs in templates.items() if p != person}
 
 
 def _nearest_fused(templates: dict[str, list[Encoding]], shots: list[Shot]) -> tuple[float, float]:
@@ -111,9 +116,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    faces = find_face_data(args.faces)
-    if faces is None:
-        raise SystemExit("face photos not found (../shared/faces or $KIOSK_FACE_DATA)")
+    faces = require_face_data(args.faces)
     items = build(faces, args.variants, args.seed)
     if args.kiosk_scale:
         enrol_detector, kiosk = (
@@ -159,7 +162,9 @@ def main() -> None:
                 m = _matcher(templates, threshold)
                 refused = sum(decide_visit(m, s.visit, fuse) != s.item.person for s in genuine)
                 impostor = sum(
-                    decide_visit(_matcher(templates, threshold, s.item.person), s.visit, fuse)
+                    decide_visit(
+                        _matcher(_without(templates, s.item.person), threshold), s.visit, fuse
+                    )
                     is not None
                     for s in shots
                 )

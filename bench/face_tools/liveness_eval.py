@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from bench.face_tools.attack_video import ATTACKS, write_attack_video
-from bench.face_tools.dataset import CLIP, find_face_data
+from bench.face_tools.dataset import CLIP, require_face_data
 from kiosk.face.detect import detect_faces
 from kiosk.face.encode import face_points_5
 from kiosk.face.parallax import ParallaxWindow
@@ -98,9 +98,7 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    faces = find_face_data(args.faces)
-    if faces is None:
-        raise SystemExit("face photos not found (../shared/faces or $KIOSK_FACE_DATA)")
+    faces = require_face_data(args.faces)
     videos = [faces / CLIP]
     lines = [
         "| HOG scale | video | face frames | windows | passed | strongest | first pass after |"

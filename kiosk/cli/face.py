@@ -59,14 +59,7 @@ def enroll(
 
     _quiet()
     config, store, templates = _open(ctx)
-    face = config.face
-    enroller = Enroller(
-        templates,
-        face.threshold,
-        face.min_margin,
-        augment=face.augment_templates,
-        detector=face.detector,
-    )
+    enroller = Enroller.from_config(templates, config.face)
     refused = 0
     try:
         for photo in photos:

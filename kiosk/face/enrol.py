@@ -44,6 +44,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -54,6 +55,9 @@ from kiosk.face.detect import FaceBox, FaceDetector, Image, make_detector
 from kiosk.face.encode import Points5, encode_face, encode_face_with_points, face_points_5
 from kiosk.face.templates import TemplateStore
 from models.tables import Elder
+
+if TYPE_CHECKING:
+    from kiosk.config import FaceConfig
 
 MAX_SIDE_PX = 1024  # larger photos are scaled down first (speed; faces stay >= 100 px)
 # Calibrated on the degraded set (python -m bench.face_tools.enrol_gates, docs/face.md).
@@ -287,6 +291,17 @@ class Enroller:
         # face.detector at enrolment settings (photos up to MAX_SIDE_PX, faces from 64 px).
         self.detector: FaceDetector = make_detector(detector, enrol=True)
         self.min_face_px = self.detector.min_size(MIN_FACE_PX)  # MIN_FACE_PX: HOG boxes
+
+    @classmethod
+    def from_config(cls, templates: TemplateStore, face: FaceConfig) -> Enroller:
+        """The enroller the config's `face` section describes (touchscreen and CLI alike)."""
+        return cls(
+            templates,
+            face.threshold,
+            face.min_margin,
+            augment=face.augment_templates,
+            detector=face.detector,
+        )
 
     def enrol(
         self,

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from kiosk.api.factory import create_app
 from kiosk.runtime.services import KioskServices
 from kiosk.touchscreen.caregivers import CaregiverBook
-from tests.support.ui import CHROMIUM, CHROMIUM_ARGS, PIN, VIEWPORT, skip_without_chromium
+from tests.support.ui import PIN, VIEWPORT
 
 
 @pytest.fixture
@@ -19,17 +19,6 @@ def caregiver_client(services: KioskServices) -> Iterator[TestClient]:
     CaregiverBook(services.store, services.config.ui, services.now).add("王秀兰", PIN)
     with TestClient(create_app(services)) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    skip_without_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -68,14 +68,7 @@ def _enroller(request: Request) -> Enroller:
         if enroller is None:
             services = state.services
             templates = TemplateStore(services.store, FaceKey.load(services.data_dir))
-            face = services.config.face
-            enroller = Enroller(
-                templates,
-                face.threshold,
-                face.min_margin,
-                augment=face.augment_templates,
-                detector=face.detector,
-            )
+            enroller = Enroller.from_config(templates, services.config.face)
             state.enroller = enroller
     return enroller
 

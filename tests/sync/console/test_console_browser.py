@@ -6,7 +6,6 @@ Screenshots go to tests/artifacts/console-*.png (looked at when the pages change
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,22 +13,11 @@ from sqlalchemy import create_engine, text
 
 from tests.security.platform_env import TOWNSHIP_A, TOWNSHIP_B, County
 from tests.support.platform import ADMIN_TOKEN
-from tests.support.ui import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, shot, skip_without_chromium
+from tests.support.ui import VIEWPORT, shot
 from tests.sync.console.county import point, publish_roster, terminal
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("console_browser")]
 OCT = "2026-10"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    skip_without_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def new_page(browser):  # type: ignore[no-untyped-def]

@@ -5,27 +5,14 @@ console-visitors.png, console-visitors-operator.png (looked at when the pages ch
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.security.platform_env import County
 from tests.support.platform import ADMIN_TOKEN
-from tests.support.ui import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, shot, skip_without_chromium
+from tests.support.ui import VIEWPORT, shot
 from tests.sync.console.test_console_visitors import seed_today
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("console_browser")]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    skip_without_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def signed_in(browser, url: str, token: str):  # type: ignore[no-untyped-def]
