@@ -9,8 +9,12 @@ older than the grace period (reconciliation had its chance to re-send it). Fewer
 `held_count` raises `records_deleted` even above the contiguous mark. Each alert carries its
 evidence: the missing seqs and the signed checkpoint that commits to them.
 
-Runs after every batch and checkpoint of the device, on the auditor's device view, and in a
-periodic sweep over all devices (deletions make no request of their own).
+Runs after every checkpoint of the device (a kiosk pushes one before each upload round and
+every minute), on the auditor's device view, and in a periodic sweep over all devices
+(deletions make no request of their own).
+After a record batch only the contiguous mark moves (advance_after_batch): counting the
+device's stored rows after every batch grew with its history, and a batch can only fill holes,
+never make one.
 """
 
 from __future__ import annotations
@@ -86,6 +90,30 @@ def advance_contiguous(session: Session, device: Device) -> None:
         if not moved or len(seqs) < ADVANCE_WINDOW:
             break
     device.contiguous_seq = mark
+
+
+def advance_after_batch(
+    session: Session, device: Device, held_before: int, accepted: list[int]
+) -> None:
+    """The contiguous mark after a batch (records.py), without a query in the usual case.
+
+    Before the batch every seq up to the mark was held and nothing was ever accepted above it
+    when `held_count` equalled the mark (each accepted record is counted once); if the batch's
+    accepted seqs (ascending) continue the mark with no hole, the mark moves to the last of
+    them. Otherwise the rows are looked at (advance_contiguous). The counting query this
+    replaced read every stored seq of the device after every batch, a cost growing with its
+    history (docs/scale.md)."""
+    mark = device.contiguous_seq or 0
+    if (
+        accepted
+        and held_before == mark
+        and accepted[0] == mark + 1
+        and accepted[-1] == mark + len(accepted)
+    ):
+        device.contiguous_seq = accepted[-1]
+        return
+    if accepted:
+        advance_contiguous(session, device)
 
 
 def _missing(session: Session, device_id: str, upto: int) -> tuple[int, list[int]]:

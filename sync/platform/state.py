@@ -46,6 +46,10 @@ class PlatformState:
     platform_key: Ed25519PrivateKey
     clock: Callable[[], dt.datetime] = now_utc
     limits: Limits = field(default_factory=Limits)
+    # Upload tokens already authenticated by this process: SHA-256 -> (device id, valid until
+    # time.monotonic()). deps.upload_device_of; the upload itself re-checks the token and the
+    # device's status on the row it locks, so this only saves a lookup.
+    device_tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     @property
     def public_key_b64(self) -> str:

@@ -5,7 +5,8 @@ must give exactly what the long way gives.
   unique index refuses that when a slot is held, and the slots are then looked up: a batch with
   one held slot among fresh ones stores every record, the held one unclaimed and the holder's
   claim marked contested.
-- The contiguous mark moves over a hole-free window in one aggregate, and stops at a hole.
+- The contiguous mark moves over a hole-free window in one aggregate, and stops at a hole;
+  a batch continuing a hole-free history moves it without a query.
 - A resent batch is found by its record ids (one array parameter on PostgreSQL): duplicates,
   nothing stored twice.
 """
@@ -148,6 +149,15 @@ def test_contiguous_mark_stops_at_a_hole_and_moves_when_it_is_filled(
     assert _contiguous(platform, kiosk.device_id) == 5
     kiosk.post(platform, records[5:7])
     assert _contiguous(platform, kiosk.device_id) == 10
+    # Ten accepted, mark 10 (held_count equals the mark): the next batch moves it
+    # without looking at the rows (advance_after_batch), and a hole still stops it.
+    more = [kiosk.add("E-" + uuid.uuid4().hex[:8]) for _ in range(4)]
+    kiosk.post(platform, more[:2])
+    assert _contiguous(platform, kiosk.device_id) == 12
+    kiosk.post(platform, more[3:])  # seq 14: 13 missing
+    assert _contiguous(platform, kiosk.device_id) == 12
+    kiosk.post(platform, more[2:3])
+    assert _contiguous(platform, kiosk.device_id) == 14
 
 
 def test_a_resent_batch_is_all_duplicates(platform: Platform, tmp_path: Path) -> None:
