@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, NamedTuple
 
 from fastapi import Depends, Header, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select, update
 
 from sync.platform.credentials import is_printable_ascii, token_digest
@@ -25,7 +26,9 @@ TOKEN_MEMO_S = 60.0
 TOKEN_MEMO_MAX = 100_000
 
 
-def get_state(request: Request) -> PlatformState:
+async def get_state(request: Request) -> PlatformState:
+    # async: FastAPI runs a plain function dependency on its thread pool, a thread hop per
+    # request for an attribute read.
     state: PlatformState = request.app.state.platform
     return state
 
@@ -90,7 +93,7 @@ class UploadAuth(NamedTuple):
     token_sha256: str
 
 
-def upload_device_of(
+async def upload_device_of(
     state: StateDep, authorization: Annotated[str | None, Header()] = None
 ) -> UploadAuth:
     """device_of for record uploads, memoised per process for TOKEN_MEMO_S.
@@ -101,6 +104,7 @@ def upload_device_of(
     the upload then checks the token and `status` on the device row it locks (records.py), so a
     device retired or re-keyed since is refused in that transaction all the same. What the memo
     allows for at most a minute is that such a device's body is read and parsed before the 401.
+    async: a memo hit needs no thread; a miss asks the database on the thread pool.
     """
     token = bearer(authorization)
     digest = token_digest(token)
@@ -109,7 +113,7 @@ def upload_device_of(
     now = time.monotonic()
     if hit is not None and hit[1] > now:
         return UploadAuth(hit[0], digest)
-    device = device_of(state, authorization)
+    device = await run_in_threadpool(device_of, state, authorization)
     if len(memo) >= TOKEN_MEMO_MAX:
         memo.clear()
     memo[digest] = (device.device_id, now + TOKEN_MEMO_S)
