@@ -150,9 +150,9 @@ def clip_frames(root: Path, samples: Sequence[FaceSample], step: int = 3) -> Cli
     import cv2
 
     from bench.face_tools.dataset import CLIP, load_rgb
-    from kiosk.face.detect import choose_face, detect_faces
+    from kiosk.face.detect import DEFAULT_DETECT_SCALE, DEFAULT_UPSAMPLE, choose_face, detect_faces
     from kiosk.face.encode import encode_face
-    from kiosk.face.pipeline import DEFAULT_DETECT_SCALE, DEFAULT_MIN_FACE_PX, DEFAULT_UPSAMPLE
+    from kiosk.face.pipeline import DEFAULT_MIN_FACE_PX
 
     if not (root / CLIP).exists():
         return None

@@ -65,9 +65,7 @@ def decide_visit(matcher: FaceMatcher, visit: list[Encoding | None], fuse: bool)
     within = matcher.threshold + LIVENESS_SLACK
     for encoding in visit:
         if encoding is None:
-            agree.append(None)
-            window.append(None)
-            continue
+            continue  # no face found: no vote (the worker's window holds face frames only)
         single = matcher.match(encoding)
         agree.append(single.elder_id if isinstance(single, Match) else None)
         window.append((single.elder_id, single.distance, encoding))

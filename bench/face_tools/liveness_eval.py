@@ -24,10 +24,9 @@ import numpy as np
 
 from bench.face_tools.attack_video import ATTACKS, write_attack_video
 from bench.face_tools.dataset import CLIP, require_face_data
-from kiosk.face.detect import detect_faces
+from kiosk.face.detect import DEFAULT_DETECT_SCALE, detect_faces
 from kiosk.face.encode import face_points_5
 from kiosk.face.parallax import ParallaxWindow
-from kiosk.face.pipeline import DEFAULT_DETECT_SCALE
 
 log = logging.getLogger(__name__)
 

@@ -130,13 +130,18 @@ class FaceDetector(Protocol):
         ...
 
 
+# The kiosk's HOG settings (face.detect_scale; why full scale: kiosk/face/pipeline.py).
+DEFAULT_DETECT_SCALE = 1.0
+DEFAULT_UPSAMPLE = 0
+
+
 @dataclass(frozen=True)
 class HogDetector:
-    """dlib's HOG on a copy scaled by `scale` (kiosk: 0.75, no upsampling; enrolment: full
-    size with one upsampling, which finds faces down to ~40 px)."""
+    """dlib's HOG on a copy scaled by `scale` (kiosk: full size, no upsampling; enrolment:
+    full size with one upsampling, which finds faces down to ~40 px)."""
 
-    scale: float = 0.75
-    upsample: int = 0
+    scale: float = DEFAULT_DETECT_SCALE
+    upsample: int = DEFAULT_UPSAMPLE
     name: ClassVar[DetectorName] = "hog"
 
     def detect(self, image_rgb: Image) -> list[FaceBox]:
@@ -153,7 +158,7 @@ def make_detector(name: str, scale: float | None = None, *, enrol: bool = False)
     if name == "hog":
         if enrol:
             return HogDetector(scale=1.0, upsample=1)
-        return HogDetector(scale=0.75 if scale is None else scale)
+        return HogDetector(scale=DEFAULT_DETECT_SCALE if scale is None else scale)
     if name == "yunet":
         from kiosk.face.detect_yunet import ENROL_MAX_SIDE, YunetDetector, load_yunet
 

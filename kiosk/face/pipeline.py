@@ -13,7 +13,15 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from kiosk.face.detect import FaceBox, FaceDetector, HogDetector, Image, choose_face
+from kiosk.face.detect import (
+    DEFAULT_DETECT_SCALE,
+    DEFAULT_UPSAMPLE,
+    FaceBox,
+    FaceDetector,
+    HogDetector,
+    Image,
+    choose_face,
+)
 from kiosk.face.encode import Landmarks, Points5, encode_face_with_points, face_landmarks_68
 
 # Kiosk defaults for a 640x480 camera with the elder ~0.5-1 m away, where a face is ~80-150 px
@@ -28,8 +36,6 @@ from kiosk.face.encode import Landmarks, Points5, encode_face_with_points, face_
 # the drift grows to 0.19 max. (At scale 0.75 HOG reports no box under ~86 px anyway; the
 # floor matters with detect_scale 1.0, where the Hamilton clip's 72 px boxes then count.)
 # Timings behind these values: docs/face.md.
-DEFAULT_DETECT_SCALE = 1.0
-DEFAULT_UPSAMPLE = 0
 DEFAULT_MIN_FACE_PX = 64
 
 

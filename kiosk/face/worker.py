@@ -25,7 +25,9 @@ the check sees a head turn at several times the full analysis rate; such a frame
 if its face is where the matched face was (same person, no identity decision made on it).
 
 A check-in also needs agreement over frames: at least `agree_frames` of the last
-`agree_window` analysed frames (default 2 of 3) must be a Match of the same elder, or, with
+`agree_window` analysed frames with a face in this visit (default 2 of 3; a frame where no
+usable face was found is no vote, and no face for VISIT_GAP_S ends the visit and clears the
+window) must be a Match of the same elder, or, with
 `fuse_frames` (default), at least that many must have him as their nearest elder and their
 mean encoding must match him (kiosk.face.fusion: on a dim, noisy camera single frames of an
 enrolled elder fall just outside the threshold one by one while their mean does not). A
@@ -173,7 +175,7 @@ class FaceWorker:
         self._live_encoding: np.ndarray | None = None  # the encoding of _live_match's frame
         # (time, nearest elder, distance, liveness input) of the visit's recent face frames.
         self._recent: deque[tuple[float, Hashable | None, float, Any]] = deque(maxlen=RECENT_FRAMES)
-        # The elder each of the last analysed frames matched (None: no face, or no Match).
+        # The elder each of the visit's last frames with a face matched (None: no Match).
         self._agree: deque[Hashable | None] = deque(maxlen=face.agree_window)
         # The same frames as (nearest elder, distance, encoding) for fusion, and the elder the
         # newest fused decision matched (None: no fused Match on the last analysed frame).
@@ -304,9 +306,10 @@ class FaceWorker:
         self.frames_analyzed += 1
         self._detect_ms.append(analysis.timings.detect_ms)
         if analysis.encoding is None:
-            self._agree.append(None)
-            self._window.append(None)
-            self._fused = None
+            # Not a vote: the window holds the visit's last frames *with* a face. In a dim
+            # room HOG finds a small face in some frames only; counting the misses would
+            # refuse an elder whose faces, when found, agree (docs/face.md "Fused
+            # decisions"). The visit gap still clears the window when he leaves.
             self._no_face(time.monotonic())
             self._decision_ms.append((time.monotonic() - captured) * 1000)
             return None

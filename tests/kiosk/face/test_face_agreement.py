@@ -1,4 +1,5 @@
-"""Decisions over several frames: a face check-in needs 2 of the last 3 analysed frames.
+"""Decisions over several frames: a face check-in needs 2 of the last 3 analysed frames with
+a face in the visit.
 
 The worker runs for real (motion gate, matcher, guard, check-in service and database); only
 the pipeline is replaced by a script of what each frame "showed", so the test controls which
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from kiosk.config import ConfigError, parse_config
+from kiosk.face import worker as worker_module
 from kiosk.face.detect import FaceBox
 from kiosk.face.pipeline import FaceAnalysis
 from kiosk.face.templates import FaceKey, TemplateStore
@@ -35,8 +37,9 @@ BOX = FaceBox(100, 300, 300, 100)
 
 class ScriptedPipeline:
     """Each frame's analysis from a script: "E" the elder's face, "S" a stranger, "-" none,
-    "N" the elder on a noisy camera: 0.5 from his template (outside the 0.45 threshold), each
-    frame in another direction."""
+    "~" none after 2 s without a face (longer than VISIT_GAP_S: the visit ends), "N" the elder
+    on a noisy camera: 0.5 from his template (outside the 0.45 threshold), each frame in
+    another direction."""
 
     def __init__(self, script: str) -> None:
         self.script = list(script)
@@ -44,7 +47,7 @@ class ScriptedPipeline:
 
     def analyze_bgr(self, _frame: np.ndarray) -> FaceAnalysis:
         shown = self.script.pop(0)
-        if shown == "-":
+        if shown in "-~":
             return FaceAnalysis([], None, None, reason="no face")
         encoding = STRANGER.copy() if shown == "S" else ELDER.copy()
         if shown == "N":
@@ -58,8 +61,23 @@ class NoCamera:
         return None
 
 
-def run(tmp_path: Path, script: str, face: str = "") -> list[tuple[int, MealRecord]]:
+class SteppedTime:
+    """The worker's `time`: monotonic() stands still unless the script lets seconds pass."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def run(
+    tmp_path: Path, script: str, face: str = "", monkeypatch: pytest.MonkeyPatch | None = None
+) -> list[tuple[int, MealRecord]]:
     """Feed the script frame by frame (liveness off); (frame index, record) per check-in."""
+    stepped = SteppedTime()
+    if monkeypatch is not None:
+        monkeypatch.setattr(worker_module, "time", stepped)
     clock = Clock(dt.datetime(2026, 12, 2, 11, 30, tzinfo=TZ))
     config = parse_config(BASE_CONFIG + f"face: {{liveness: off{face}}}\n")
     store = Store(tmp_path / "data" / "kiosk.db")
@@ -75,7 +93,9 @@ def run(tmp_path: Path, script: str, face: str = "") -> list[tuple[int, MealReco
     worker.reload()
     rng = np.random.default_rng(0)
     checkins = []
-    for n in range(len(script)):
+    for n, shown in enumerate(script):
+        if shown == "~":
+            stepped.now += 2.0
         frame = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)  # motion on every frame
         result = worker.process(frame, captured=0.0)
         if result is not None and result.accepted:
@@ -92,7 +112,22 @@ def test_two_of_three_frames_check_in_on_the_second_agreeing_frame(tmp_path: Pat
 
 
 def test_single_matching_frames_check_nobody_in(tmp_path: Path) -> None:
-    assert run(tmp_path, "E--E-SE-S-ESSE") == []
+    assert run(tmp_path, "E-SSE-SSE--SSESSE") == []
+
+
+def test_frames_without_a_face_are_no_vote(tmp_path: Path) -> None:
+    """A dim room: the detector finds the elder's face in some frames only. The frames in
+    between do not break the agreement of the frames that found him."""
+    checkins = run(tmp_path, "E--E--")
+    assert [n for n, _ in checkins] == [3]
+
+
+def test_a_visit_gap_clears_the_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No face for longer than VISIT_GAP_S ends the visit: a match before it and one after
+    it are two visits' single frames, not an agreement."""
+    assert run(tmp_path, "E~E~E~", monkeypatch=monkeypatch) == []
+    checkins = run(tmp_path / "same", "E-E", monkeypatch=monkeypatch)
+    assert [n for n, _ in checkins] == [2]
 
 
 def test_one_of_one_restores_single_frame_decisions(tmp_path: Path) -> None:
@@ -117,4 +152,4 @@ def test_without_fusion_noisy_frames_check_nobody_in(tmp_path: Path) -> None:
 
 
 def test_a_single_noisy_frame_among_strangers_checks_nobody_in(tmp_path: Path) -> None:
-    assert run(tmp_path, "SNS-NSS-SSN") == []
+    assert run(tmp_path, "SNS-SNSS-SSN") == []

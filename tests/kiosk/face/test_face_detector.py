@@ -168,9 +168,12 @@ def test_yunet_on_the_live_clip_finds_lin_where_hog_does(face_data: Path) -> Non
             if not ok:
                 break
             rgb = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-            a, b = choose_face(hog.detect(rgb), 64), choose_face(yunet.detect(rgb), 64)
+            # The face HOG keeps is one YuNet finds too (not necessarily the one YuNet keeps:
+            # at full scale a second person's face can be the largest in one detector's boxes).
+            boxes = yunet.detect(rgb)
+            a, b = choose_face(hog.detect(rgb), 64), choose_face(boxes, 64)
             if a is not None and b is not None:
-                assert centre_inside(a, b) and centre_inside(b, a), (index, a, b)
+                assert any(centre_inside(a, y) and centre_inside(y, a) for y in boxes), index
                 both += 1
             elif a is not None:
                 hog_only += 1
