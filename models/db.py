@@ -51,6 +51,7 @@ def make_engine(
     pooled: bool = True,
     journal_mode: str = "WAL",
     busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    pre_ping: bool = True,
 ) -> Engine:
     """The one engine factory: the kiosk's Store, the reference platform and the benchmarks.
 
@@ -60,8 +61,9 @@ def make_engine(
     `BEGIN IMMEDIATE` (a writer decides at BEGIN, never failing late with "database is
     locked"), otherwise `BEGIN` (deferred: a reader's consistent snapshot under WAL).
     `pooled=False` opens a fresh connection per checkout (the benchmarks' naive baseline).
-    Other databases (PostgreSQL for the platform) get a pool with pre-ping and none of the
-    SQLite settings; their own isolation handles concurrent writers.
+    Other databases (PostgreSQL for the platform) get a pool with pre-ping (unless
+    `pre_ping` is False) and none of the SQLite settings; their own isolation handles
+    concurrent writers.
     """
     url = make_url(f"sqlite:///{target}" if isinstance(target, Path) else target)
     pool: dict[str, Any] = (
@@ -70,7 +72,7 @@ def make_engine(
         else {"poolclass": NullPool}
     )
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, **pool)
+        return create_engine(url, pool_pre_ping=pre_ping, **pool)
     engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
     event.listen(engine, "connect", _sqlite_pragmas(journal_mode, busy_timeout_ms))
     begin_sql = "BEGIN IMMEDIATE" if immediate else "BEGIN"

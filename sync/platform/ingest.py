@@ -310,6 +310,17 @@ _HELD_BY_ID_PG = text(
     " WHERE record_id = ANY(CAST(:ids AS text[]))"
 )
 
+# held_by_id (part 0), the neighbours (1) and the checkpoints (2) of a contiguous batch at once:
+# three index scans, one round trip instead of three (BatchIngest.run).
+_HELD_AND_AROUND_PG = text(
+    "SELECT 0, seq, record_id, device_id, hash, prev_hash, body FROM record"
+    " WHERE record_id = ANY(CAST(:ids AS text[]))"
+    " UNION ALL SELECT 1, seq, record_id, device_id, hash, prev_hash, body FROM record"
+    " WHERE device_id = :device_id AND seq BETWEEN :low AND :high"
+    " UNION ALL SELECT 2, seq, NULL, NULL, head_hash, NULL, NULL FROM checkpoint"
+    " WHERE device_id = :device_id AND seq BETWEEN :low AND :high"
+)
+
 
 def copy_rows(session: Session, table: str, rows: list[dict[str, Any]]) -> None:
     """Rows (dicts) into `table` in one go; see copy_tuples."""
@@ -531,11 +542,18 @@ class BatchIngest:
     def run(self, batch: RecordBatch) -> BatchResult:
         records, twins = self._one_per_id(batch.records)
         ids = [r.record_id for r in records]
-        by_id = held_by_id(self.session, ids)
+        dev = self.device.device_id
         by_seq: dict[int, Held] = {}
         checkpoints: dict[int, set[str]] = {}
-        dev = self.device.device_id
-        for where in self._seq_filters(records):
+        filters = self._seq_filters(records)
+        if len(filters) == 1 and isinstance(filters[0], tuple) and is_postgres(self.session):
+            # The usual batch on PostgreSQL: the three lookups in one round trip.
+            low, high = filters[0]
+            by_id = self._held_and_around(ids, low, high, by_seq, checkpoints)
+            filters = []
+        else:
+            by_id = held_by_id(self.session, ids)
+        for where in filters:
             conn = self.session.connection()
             if isinstance(where, tuple):  # the usual batch: statements built once
                 span = {"device_id": dev, "low": where[0], "high": where[1]}
@@ -683,6 +701,27 @@ class BatchIngest:
         if rec.service_date > self.latest_day:
             return f"service_date {rec.service_date} is in the future (platform date {today})"
         return None
+
+    def _held_and_around(
+        self,
+        ids: list[str],
+        low: int,
+        high: int,
+        by_seq: dict[int, Held],
+        checkpoints: dict[int, set[str]],
+    ) -> dict[str, Held]:
+        """held_by_id, the stored neighbours and the checkpoints of seqs low..high, by one
+        statement (PostgreSQL); fills by_seq and checkpoints, returns by_id."""
+        by_id: dict[str, Held] = {}
+        params = {"ids": ids, "device_id": self.device.device_id, "low": low, "high": high}
+        for part, seq, *held in self.session.connection().execute(_HELD_AND_AROUND_PG, params):
+            if part == 0:
+                by_id[held[0]] = Held(*held)
+            elif part == 1:
+                by_seq[seq] = Held(*held)
+            else:
+                checkpoints.setdefault(seq, set()).add(held[2])
+        return by_id
 
     def _check(  # noqa: PLR0911, PLR0912 — one return per check reads as the list of checks
         self,
