@@ -33,6 +33,7 @@ import gzip
 import logging
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +92,6 @@ def _records(device_id: str, key: Any, n: int) -> list[Any]:
     k % ELDERS of this kiosk's point (every point has its own elders, as in a county), a new day
     per round. Built here rather than through n kiosk databases, which
     took 25 minutes for 200 kiosks on this shared machine; the bytes on the wire are the same."""
-    import uuid
 
     from models.chain import GENESIS_HASH, link_hash
     from sync.wire import WireRecord, b64encode, record_message
@@ -100,11 +100,13 @@ def _records(device_id: str, key: Any, n: int) -> list[Any]:
     for k in range(n):
         day = dt.date(2025, 1, 1) + dt.timedelta(days=k // ELDERS)
         elder = k % ELDERS + 1
+        at = dt.datetime.combine(day, dt.time(11, 30), tzinfo=TZ)
         fields: dict[str, Any] = {
-            "record_id": str(uuid.uuid4()), "seq": k + 1, "device_id": device_id,
+            "record_id": _uuid7(at + dt.timedelta(seconds=elder)), "seq": k + 1,
+            "device_id": device_id,
             "elder_id": f"{device_id[-6:]}-E{elder:03d}", "service": "meal", "slot": "lunch",
             "service_date": day,
-            "checked_in_at": dt.datetime.combine(day, dt.time(11, 30), tzinfo=TZ),
+            "checked_in_at": at,
             "method": "card", "card_uid": card_uid(elder), "reader": "desk", "distance": None,
             "margin": None, "liveness": None, "flags": "", "caregiver_id": None, "reason": None,
         }  # fmt: skip
@@ -113,6 +115,17 @@ def _records(device_id: str, key: Any, n: int) -> list[Any]:
         out.append(WireRecord(**fields, prev_hash=prev, hash=digest, signature=signature))
         prev = digest
     return out
+
+
+def _uuid7(at: dt.datetime) -> str:
+    """A record id as the kiosk makes it (models.records.uuid7: UUIDv7, time-ordered), stamped
+    with the check-in's time, so that ids of all kiosks sort by when the meals were taken, as
+    a county's do. (Random UUIDv4 ids, used until 2026-12-01, scattered every insert over
+    the whole of `record_pkey` and `meal_claim_pkey`: docs/scale.md.)"""
+    ms = int(at.timestamp() * 1000)
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68) << 64 | 0b10 << 62
+    return str(uuid.UUID(int=value | rand & ((1 << 62) - 1)))
 
 
 def _bodies(device_id: str, records: list[Any], sizes: list[int]) -> list[bytes]:
