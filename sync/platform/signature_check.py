@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ UNCHECKED_INDEX = "ix_record_signature_unchecked"
 class VerifyRound:
     checked: int
     forged: int
+    yielded: bool = False  # stopped early: uploads were in flight (YieldToIngest)
 
     @property
     def empty(self) -> bool:
@@ -163,15 +165,65 @@ def verify_pending(session: Session, now: dt.datetime, limit: int = BATCH) -> Ve
     return VerifyRound(len(rows), len(bad))
 
 
-def drain(sessions: sessionmaker[Session], clock: Callable[[], dt.datetime]) -> VerifyRound:
-    """Verify until nothing is left unchecked; the totals."""
+def drain(
+    sessions: sessionmaker[Session],
+    clock: Callable[[], dt.datetime],
+    yield_now: Callable[[], bool] | None = None,
+) -> VerifyRound:
+    """Verify until nothing is left unchecked (or, before a round, `yield_now()` says to stop
+    for now); the totals."""
     checked = forged = 0
     while True:
+        if yield_now is not None and yield_now():
+            return VerifyRound(checked, forged, yielded=True)
         with sessions() as session, session.begin():
             done = verify_pending(session, clock())
         checked, forged = checked + done.checked, forged + done.forged
         if done.checked < BATCH:
             return VerifyRound(checked, forged)
+
+
+# Other transactions in flight on the platform's database that make it "busy" (ingest
+# holding its connections), and how long the verifier may keep yielding to them at a stretch.
+BUSY_TRANSACTIONS = 4
+MAX_YIELD_S = 30.0
+YIELD_POLL_S = 0.5
+_IN_FLIGHT_PG = text(
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    " AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+)
+
+
+class YieldToIngest:
+    """Whether the verifier should wait: uploads are being stored right now.
+
+    The background process runs at the lowest CPU priority, but the database work it asks for
+    does not: its UPDATEs of `record` and `meal_claim` cost PostgreSQL ~40 µs a record, more
+    than storing it, and at a lunch peak they competed with the uploads for the same cores
+    (docs/scale.md). So, on PostgreSQL, a round starts only when fewer than BUSY_TRANSACTIONS
+    other transactions are in flight; yielding lasts at most MAX_YIELD_S at a stretch, then one
+    round runs whatever the load, so verification (and a forgery's alert) is delayed, never
+    starved. A county's real uploads (a few records a second) never make it wait."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self.since: float | None = None
+
+    def busy(self) -> bool:
+        with self.sessions() as session:
+            return int(session.execute(_IN_FLIGHT_PG).scalar_one()) >= BUSY_TRANSACTIONS
+
+    def __call__(self) -> bool:
+        if not self.busy():
+            self.since = None
+            return False
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        if now - self.since >= MAX_YIELD_S:
+            self.since = now  # one round now, then yield again
+            return False
+        return True
 
 
 def run_verifier(
@@ -180,12 +232,19 @@ def run_verifier(
     interval_s: float,
     stop: threading.Event,
 ) -> None:
-    """The background loop: drain the queue, sleep `interval_s`, again, until `stop`."""
+    """The background loop: drain the queue, sleep `interval_s`, again, until `stop`. On
+    PostgreSQL it yields to uploads in flight (YieldToIngest), polling every YIELD_POLL_S."""
+    with sessions() as session:
+        postgres = session.get_bind().dialect.name == "postgresql"
+    gate = YieldToIngest(sessions) if postgres else None
     while not stop.is_set():
+        wait = interval_s
         try:
-            done = drain(sessions, clock)
+            done = drain(sessions, clock, gate)
             if done.forged:
                 log.warning("signature verifier: %d of %d forged", done.forged, done.checked)
+            if done.yielded:
+                wait = min(interval_s, YIELD_POLL_S)
         except Exception:  # logged and retried next period; the records wait unchecked
             log.exception("signature verifier round failed")
-        stop.wait(interval_s)
+        stop.wait(wait)

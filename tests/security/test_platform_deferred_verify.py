@@ -129,3 +129,39 @@ def test_hash_and_chain_are_still_checked_on_the_request_path(deferred_county: C
     assert [x["reason"].split(":")[0] for x in body["rejected"]] == ["fork"]
     kinds = {a["kind"] for a in alerts(county, device.device_id)}
     assert {"edited", "fork"} <= kinds
+
+
+def test_the_verifier_yields_to_uploads_in_flight_for_a_bounded_time(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the verifier waits while BUSY_TRANSACTIONS other transactions are in
+    flight (uploads being stored), for at most MAX_YIELD_S at a stretch; then it runs a round
+    whatever the load. Real transactions held open on the platform's database."""
+    from sqlalchemy.orm import sessionmaker
+
+    from models.db import make_engine
+    from sync.platform import signature_check
+
+    db_url = backend_db_url(request, "postgres", tmp_path)
+    engine = make_engine(db_url, pool_size=2, max_overflow=0)
+    others = create_engine(db_url, pool_size=8, max_overflow=0)
+    gate = signature_check.YieldToIngest(sessionmaker(engine))
+    held = []
+    try:
+        assert not gate.busy() and not gate()
+        for _ in range(signature_check.BUSY_TRANSACTIONS):
+            conn = others.connect()
+            conn.execute(text("SELECT 1"))  # a transaction open and idle, as ingest's are
+            held.append(conn)
+        assert gate.busy() and gate()  # yields, and keeps yielding ...
+        assert gate()
+        monkeypatch.setattr(signature_check, "MAX_YIELD_S", 0.0)
+        assert not gate()  # ... until the bound: one round runs
+        for conn in held:
+            conn.rollback()
+        assert not gate.busy() and not gate()
+    finally:
+        for conn in held:
+            conn.close()
+        engine.dispose()
+        others.dispose()
