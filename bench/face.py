@@ -93,7 +93,7 @@ def roster(frames: list[tuple[str, np.ndarray]]) -> tuple[list[str], np.ndarray]
 
     from kiosk.face.pipeline import FacePipeline
 
-    pipe = FacePipeline(detect_scale=1.0, upsample=1, min_face_px=20)
+    pipe = FacePipeline(detect_scale=1.0, upsample=1, min_face_px=20, coarse_scale=None)
     ids, encs = [], []
     for name, frame in frames:
         if name.startswith("train/"):

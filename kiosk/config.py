@@ -217,6 +217,9 @@ class FaceConfig(Strict):
     min_margin: float = Field(default=0.08, ge=0.0, lt=1.0)
     min_face_px: int = Field(default=64, ge=40, le=1000)
     detect_scale: float = Field(default=1.0, gt=0.0, le=1.0)  # HOG's input scale
+    # HOG looks at a copy this small first, at detect_scale only when it finds no face there
+    # (null, the default: always detect_scale; kiosk/face/detect.py HogDetector).
+    coarse_scale: float | None = Field(default=None, gt=0.0, le=1.0)
     # hog (dlib, everywhere) | yunet (libfacedetection, x86-64 only): templates remember the
     # detector that made them, so a switch means re-enrolment (docs/face.md).
     detector: Literal["hog", "yunet"] = "hog"

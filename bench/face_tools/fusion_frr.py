@@ -1,7 +1,8 @@
 """Fused decisions vs the 2-of-3 vote on the degraded set: visits refused and impostor visits.
 
     python -m bench.face_tools.fusion_frr [--faces DIR] [--visit-frames 10] [--seed 15]
-                                          [--kiosk-scale hog|yunet [--detect-scale S]]
+                                          [--kiosk-scale hog|yunet [--detect-scale S]
+                                           [--coarse-scale S|none]]
 
 The degraded set, enrolment protocol and visits are those of `bench.face_tools.degraded_frr`
 (same seeds, so the 2-of-3 rows reproduce its table), with one addition: *every* degraded
@@ -41,7 +42,7 @@ from bench.face_tools.degraded_frr import (
     kiosk_encoding,
     shoot,
 )
-from kiosk.face.detect import detect_faces, make_detector
+from kiosk.face.detect import DEFAULT_COARSE_SCALE, detect_faces, make_detector
 from kiosk.face.encode import encode_face
 from kiosk.face.enrol import fit_photo
 from kiosk.face.fusion import FaceFrame, fused_decision
@@ -112,6 +113,12 @@ def main() -> None:
     parser.add_argument(
         "--detect-scale", type=float, default=None, help="the kiosk detector's scale"
     )
+    parser.add_argument(
+        "--coarse-scale",
+        type=lambda v: None if v == "none" else float(v),
+        default=DEFAULT_COARSE_SCALE,
+        help="HOG's first look (none: always --detect-scale)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     faces = require_face_data(args.faces)
@@ -119,7 +126,7 @@ def main() -> None:
     if args.kiosk_scale:
         enrol_detector, kiosk = (
             make_detector(args.kiosk_scale, enrol=True),
-            make_detector(args.kiosk_scale, args.detect_scale),
+            make_detector(args.kiosk_scale, args.detect_scale, coarse_scale=args.coarse_scale),
         )
         shots = [shoot(item, enrol_detector) for item in items]
     else:

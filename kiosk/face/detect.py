@@ -130,35 +130,56 @@ class FaceDetector(Protocol):
         ...
 
 
-# The kiosk's HOG settings (face.detect_scale; why full scale: kiosk/face/pipeline.py).
+# The kiosk's HOG settings (face.detect_scale, face.coarse_scale; why: kiosk/face/pipeline.py).
 DEFAULT_DETECT_SCALE = 1.0
+DEFAULT_COARSE_SCALE: float | None = None
 DEFAULT_UPSAMPLE = 0
 
 
 @dataclass(frozen=True)
 class HogDetector:
     """dlib's HOG on a copy scaled by `scale` (kiosk: full size, no upsampling; enrolment:
-    full size with one upsampling, which finds faces down to ~40 px)."""
+    full size with one upsampling, which finds faces down to ~40 px).
+
+    With `coarse_scale` (smaller than `scale`; off by default) HOG looks at that smaller copy
+    first and at `scale` only when it finds no face there: an elder standing at the kiosk (a
+    face of ~100 px and more) costs the small copy's ~0.56 of the time, a small face in a
+    dim room is still found, at 1.56 times the cost, on the second look. For a terminal too
+    slow for the frame budget at full scale; its cost in refused visits: docs/face.md."""
 
     scale: float = DEFAULT_DETECT_SCALE
     upsample: int = DEFAULT_UPSAMPLE
+    coarse_scale: float | None = None
     name: ClassVar[DetectorName] = "hog"
 
     def detect(self, image_rgb: Image) -> list[FaceBox]:
+        if self.coarse_scale is not None and self.coarse_scale < self.scale:
+            boxes = detect_faces(image_rgb, self.coarse_scale, self.upsample)
+            if boxes:
+                return boxes
         return detect_faces(image_rgb, self.scale, self.upsample)
 
     def min_size(self, min_face_px: int) -> int:
         return min_face_px
 
 
-def make_detector(name: str, scale: float | None = None, *, enrol: bool = False) -> FaceDetector:
+def make_detector(
+    name: str,
+    scale: float | None = None,
+    *,
+    enrol: bool = False,
+    coarse_scale: float | None = DEFAULT_COARSE_SCALE,
+) -> FaceDetector:
     """The detector `face.detector` names, at the kiosk's settings, or at enrolment's (photos
-    up to 1024 px with faces from 64 px) when `enrol`. `scale` overrides the kiosk scale.
-    Raises DetectorUnavailableError for `yunet` where its package is not installed."""
+    up to 1024 px with faces from 64 px) when `enrol`. `scale` overrides the kiosk scale,
+    `coarse_scale` HOG's first look (None: none). Raises DetectorUnavailableError for
+    `yunet` where its package is not installed."""
     if name == "hog":
         if enrol:
             return HogDetector(scale=1.0, upsample=1)
-        return HogDetector(scale=DEFAULT_DETECT_SCALE if scale is None else scale)
+        return HogDetector(
+            scale=DEFAULT_DETECT_SCALE if scale is None else scale, coarse_scale=coarse_scale
+        )
     if name == "yunet":
         from kiosk.face.detect_yunet import ENROL_MAX_SIDE, YunetDetector, load_yunet
 

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kiosk.face.detect import (
+    DEFAULT_COARSE_SCALE,
     DEFAULT_DETECT_SCALE,
     DEFAULT_UPSAMPLE,
     FaceBox,
@@ -75,10 +76,11 @@ class FacePipeline:
         num_jitters: int = 1,
         landmarks: bool = False,
         detector: FaceDetector | None = None,
+        coarse_scale: float | None = DEFAULT_COARSE_SCALE,
     ) -> None:
         # `detector` (face.detector, kiosk.face.detect.make_detector) replaces the HOG
-        # detector that detect_scale and upsample describe.
-        self.detector = detector or HogDetector(detect_scale, upsample)
+        # detector that detect_scale, upsample and coarse_scale describe.
+        self.detector = detector or HogDetector(detect_scale, upsample, coarse_scale)
         min_face_px = self.detector.min_size(min_face_px)  # given in HOG-box pixels
         self.min_face_px = min_face_px
         self.num_jitters = num_jitters

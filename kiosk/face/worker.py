@@ -149,7 +149,9 @@ class FaceWorker:
         # face.detector: the same detector for every frame, liveness frame and card-evidence
         # frame, and the only one whose templates are matched (reload).
         self.detector = make_detector(
-            face.detector, face.yunet_scale if face.detector == "yunet" else face.detect_scale
+            face.detector,
+            face.yunet_scale if face.detector == "yunet" else face.detect_scale,
+            coarse_scale=face.coarse_scale,
         )
         self.pipeline = pipeline or FacePipeline(
             detector=self.detector,

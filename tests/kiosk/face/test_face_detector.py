@@ -156,6 +156,35 @@ def test_minimum_face_size_rule_applies(face_data: Path, name: str) -> None:
     assert refused.reason == f"face smaller than {detector.min_size(floor)} px"
 
 
+def test_hog_coarse_look_first_and_full_scale_when_it_finds_nothing(
+    face_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`face.coarse_scale`: HOG's first look is at the coarse scale; a large face found there
+    costs that look only, a face too small for it (Biden's at 68 px) is found by a second,
+    full-scale look."""
+    from kiosk.face import detect
+
+    looks: list[float] = []
+    real = detect.detect_faces
+
+    def counted(image: np.ndarray, scale: float, upsample: int) -> list[FaceBox]:
+        looks.append(scale)
+        return real(image, scale, upsample)
+
+    monkeypatch.setattr(detect, "detect_faces", counted)
+    hog = make_detector("hog", 1.0, coarse_scale=0.75)
+    large, _ = on_frame(load_image(face_data / "train/obama/obama.jpg"))
+    assert hog.detect(large) and looks == [0.75]
+    biden, _ = on_frame(load_image(face_data / "train/biden/biden.jpg"))
+    box = HogDetector(scale=1.0).detect(biden)[0]
+    small = cv2.resize(biden, None, fx=68 / box.width, fy=68 / box.width)
+    assert not HogDetector(scale=0.75).detect(small)  # the coarse look alone misses it
+    looks.clear()
+    assert hog.detect(small) and looks == [0.75, 1.0]
+    looks.clear()
+    assert make_detector("hog").detect(large) and looks == [1.0]  # off by default
+
+
 @needs_yunet
 def test_yunet_on_the_live_clip_finds_lin_where_hog_does(face_data: Path) -> None:
     cap = cv2.VideoCapture(str(face_data / "short_hamilton_clip.mp4"))

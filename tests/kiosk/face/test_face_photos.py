@@ -106,7 +106,7 @@ def test_dlibs_usual_threshold_is_closer_to_the_impostors(samples: list[FaceSamp
 @pytest.fixture(scope="module")
 def photo_pipeline() -> FacePipeline:
     # Photos are large with faces of all sizes; the kiosk defaults are for 640x480 frames.
-    return FacePipeline(detect_scale=1.0, upsample=1, min_face_px=40)
+    return FacePipeline(detect_scale=1.0, upsample=1, min_face_px=40, coarse_scale=None)
 
 
 @pytest.mark.parametrize(
@@ -163,7 +163,7 @@ def test_empty_and_tiny_faces_give_no_encoding(face_data: Path) -> None:
     blank = FacePipeline().analyze(np.full((480, 640, 3), 128, np.uint8))
     assert (blank.encoding, blank.reason) == (None, "no face")
     # kit_with_rose at full size: faces of 74 and 107 px, below a 150 px minimum.
-    strict = FacePipeline(detect_scale=1.0, upsample=1, min_face_px=150)
+    strict = FacePipeline(detect_scale=1.0, upsample=1, min_face_px=150, coarse_scale=None)
     tiny = strict.analyze(load_rgb(face_data / "test/kit_with_rose.jpg"))
     assert tiny.faces
     assert tiny.encoding is None
