@@ -42,7 +42,7 @@ from bench.face_tools.degraded_frr import (
     kiosk_encoding,
     shoot,
 )
-from kiosk.face.detect import DEFAULT_COARSE_SCALE, detect_faces, make_detector
+from kiosk.face.detect import detect_faces, make_detector
 from kiosk.face.encode import encode_face
 from kiosk.face.enrol import fit_photo
 from kiosk.face.fusion import FaceFrame, fused_decision
@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument(
         "--coarse-scale",
         type=lambda v: None if v == "none" else float(v),
-        default=DEFAULT_COARSE_SCALE,
+        default=None,
         help="HOG's first look (none: always --detect-scale)",
     )
     args = parser.parse_args()

@@ -130,9 +130,8 @@ class FaceDetector(Protocol):
         ...
 
 
-# The kiosk's HOG settings (face.detect_scale, face.coarse_scale; why: kiosk/face/pipeline.py).
+# The kiosk's HOG settings (face.detect_scale; why: kiosk/face/pipeline.py).
 DEFAULT_DETECT_SCALE = 1.0
-DEFAULT_COARSE_SCALE: float | None = None
 DEFAULT_UPSAMPLE = 0
 
 
@@ -168,7 +167,7 @@ def make_detector(
     scale: float | None = None,
     *,
     enrol: bool = False,
-    coarse_scale: float | None = DEFAULT_COARSE_SCALE,
+    coarse_scale: float | None = None,
 ) -> FaceDetector:
     """The detector `face.detector` names, at the kiosk's settings, or at enrolment's (photos
     up to 1024 px with faces from 64 px) when `enrol`. `scale` overrides the kiosk scale,

@@ -14,7 +14,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kiosk.face.detect import (
-    DEFAULT_COARSE_SCALE,
     DEFAULT_DETECT_SCALE,
     DEFAULT_UPSAMPLE,
     FaceBox,
@@ -76,7 +75,7 @@ class FacePipeline:
         num_jitters: int = 1,
         landmarks: bool = False,
         detector: FaceDetector | None = None,
-        coarse_scale: float | None = DEFAULT_COARSE_SCALE,
+        coarse_scale: float | None = None,
     ) -> None:
         # `detector` (face.detector, kiosk.face.detect.make_detector) replaces the HOG
         # detector that detect_scale, upsample and coarse_scale describe.
