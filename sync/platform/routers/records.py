@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -78,12 +77,11 @@ def _ingest(state: PlatformState, auth: UploadAuth, batch: RecordBatch) -> Batch
             with state.transaction() as session, session.no_autoflush:
                 # No autoflush: the alerts are written once, at commit (records and claims go
                 # by COPY, the device's counters by one UPDATE, none through the session).
-                locked = _lock(session, state, auth)
-                held_before, mark_before = locked.held_count, locked.contiguous_seq
-                zone = zone_named(locked.timezone)
-                ingest = BatchIngest(session, locked.device, state.clock(), state.limits, zone)
+                device, timezone = _lock(session, state, auth)
+                held_before, mark_before = device.held_count, device.contiguous_seq
+                zone = zone_named(timezone)
+                ingest = BatchIngest(session, device, state.clock(), state.limits, zone)
                 result = ingest.run(batch)
-                device = locked.device
                 # The contiguous mark moves here; deletions and holes are checked on the
                 # checkpoint pushed before each upload round and by the sweep (completeness.py).
                 advance_after_batch(session, device, held_before, ingest.accepted_seqs)
@@ -108,22 +106,10 @@ def _ingest(state: PlatformState, auth: UploadAuth, batch: RecordBatch) -> Batch
     raise HTTPException(503, "busy, retry later", headers={"Retry-After": "5"})
 
 
-class _Locked:
-    """The locked device row: a detached Device for the checks, and what the batch changes."""
-
-    def __init__(self, device_id: str, row: Any) -> None:
-        point, _token, status, public_key, enrolled_with, mark, held, self.timezone = row
-        self.device = Device(
-            device_id=device_id, point_id=point, status=status, public_key=public_key,
-            enrolled_with=enrolled_with, contiguous_seq=mark or 0, held_count=held or 0,
-        )  # fmt: skip
-        self.contiguous_seq: int = mark or 0
-        self.held_count: int = held or 0
-
-
-def _lock(session: Session, state: PlatformState, auth: UploadAuth) -> _Locked:
+def _lock(session: Session, state: PlatformState, auth: UploadAuth) -> tuple[Device, str | None]:
     """Lock the device row and check the token against it (upload_device_of may have answered
-    from its memo): a device retired or re-keyed since is refused here, as device_of would."""
+    from its memo): a device retired or re-keyed since is refused here, as device_of would.
+    A detached Device for the checks (columns, not an ORM load) and its point's zone name."""
     row = session.connection().execute(_LOCK_DEVICE, {"device_id": auth.device_id}).first()
     if row is None or row.token_sha256 != auth.token_sha256:
         state.device_tokens.pop(auth.token_sha256, None)
@@ -131,7 +117,12 @@ def _lock(session: Session, state: PlatformState, auth: UploadAuth) -> _Locked:
     if row.status != "active":
         state.device_tokens.pop(auth.token_sha256, None)
         raise HTTPException(401, f"device {auth.device_id} is {row.status}")
-    return _Locked(auth.device_id, row)
+    point, _token, status, public_key, enrolled_with, mark, held, timezone = row
+    device = Device(
+        device_id=auth.device_id, point_id=point, status=status, public_key=public_key,
+        enrolled_with=enrolled_with, contiguous_seq=mark or 0, held_count=held or 0,
+    )  # fmt: skip
+    return device, timezone
 
 
 @router.post(
